@@ -1,0 +1,50 @@
+"""Start the chat server: python run.py [--host H] [--port P] [--db PATH]."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sqlite3
+import sys
+
+from aiohttp import web
+
+from server import create_app
+from server.config import Config, ConfigError
+from server.db import MigrationError
+
+# Seconds a stop (SIGINT or SIGTERM) waits for requests still running after sockets got 1001.
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Real-time chat rooms over WebSocket.")
+    parser.add_argument("--host", help="address to listen on (HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (PORT, default 8000)")
+    parser.add_argument("--db", help="SQLite database file (DATABASE_PATH, default chat.db)")
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env(host=args.host, port=args.port, db_path=args.db)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("chat")
+    log.info("Chat server (%s) on http://%s:%d/chat, database %s",
+             config.environment, config.host, config.port, config.db_path)
+    try:
+        web.run_app(
+            create_app(config), host=config.host, port=config.port,
+            shutdown_timeout=SHUTDOWN_TIMEOUT, print=None,
+            # Per-request lines only at DEBUG: the proxy in front logs requests, and they cost CPU.
+            access_log=logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None,
+        )
+    except (MigrationError, sqlite3.Error, OSError) as exc:
+        log.error("Cannot start: %s", exc)
+        return 1
+    log.info("Stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

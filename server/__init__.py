@@ -1,0 +1,49 @@
+"""The chat-rooms server: create_app(config) builds the whole aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from .config import Config, config_key
+from .db import Database, db_key
+from .handlers import cors_middleware, error_middleware, metrics_middleware, security_headers, setup_routes
+from .hub import Hub, hub_key
+from .metrics import Metrics, metrics_key
+from .origins import OriginPolicy, origin_policy_key
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(
+        middlewares=[metrics_middleware, cors_middleware, error_middleware],
+        client_max_size=config.max_body_bytes,
+    )
+    metrics = Metrics()
+    app[config_key] = config
+    app[metrics_key] = metrics
+    app[origin_policy_key] = OriginPolicy(config)
+    app[hub_key] = Hub(metrics, config.send_queue_limit, config.max_connections_per_user,
+                       config.max_connections_per_address)
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+    app.cleanup_ctx.append(database)
+    # Sockets are closed (1001) before the server waits for handlers, so idle clients never hold up a stop.
+    app.on_shutdown.append(close_sockets)
+    app.on_response_prepare.append(security_headers)
+    setup_routes(app)
+    return app
+
+
+async def database(app: web.Application) -> AsyncIterator[None]:
+    app[db_key] = await Database.open(app[config_key].db_path)
+    yield
+    await app[db_key].close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    await app[hub_key].close_all()

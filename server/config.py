@@ -1,0 +1,159 @@
+"""Settings, read once at start-up from the environment, a `.env` file and flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+
+VERSION = "1.0.0"
+ENVIRONMENTS = ("development", "production")
+ANY_ORIGIN = "*"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of the server (see API.md); None means "the environment's default"."""
+
+    environment: str = "development"
+    allow_websocket_auto_rooms: bool | None = None
+    allow_websocket_auto_users: bool | None = None
+    allow_join_auto_rooms: bool | None = None
+    allow_join_auto_users: bool | None = None
+    require_tokens: bool = False
+    cors_origins: tuple[str, ...] | None = None
+    cors_origin_regex: str | None = None
+    cors_allow_credentials: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_path: Path = Path("chat.db")
+    log_level: str = "INFO"
+    max_message_length: int = 4000
+    max_frame_bytes: int = 65536
+    max_body_bytes: int = 65536
+    rate_limit_per_second: float = 20
+    rate_limit_burst: int = 40
+    send_queue_limit: int = 1048576
+    max_connections_per_user: int = 20
+    max_connections_per_address: int = 0
+    heartbeat_seconds: float = 25
+
+    def __post_init__(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise ConfigError(f"ENVIRONMENT={self.environment}: expected one of {', '.join(ENVIRONMENTS)}")
+        production = self.environment == "production"
+        # The old app's rule: auto-creation is on in production, off in development.
+        for flag in ("allow_websocket_auto_rooms", "allow_websocket_auto_users",
+                     "allow_join_auto_rooms", "allow_join_auto_users"):
+            if getattr(self, flag) is None:
+                object.__setattr__(self, flag, production)
+        if self.cors_origins is None:
+            object.__setattr__(self, "cors_origins", () if production else (ANY_ORIGIN,))
+        if self.cors_origin_regex:
+            try:
+                re.compile(self.cors_origin_regex)
+            except re.error as exc:
+                raise ConfigError(f"CORS_ORIGIN_REGEX={self.cors_origin_regex}: not a regular expression ({exc})") from None
+        if self.log_level not in logging.getLevelNamesMapping():
+            raise ConfigError(f"LOG_LEVEL={self.log_level}: expected DEBUG, INFO, WARNING or ERROR")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"PORT={self.port}: expected a port number from 1 to 65535")
+        object.__setattr__(self, "db_path", Path(self.db_path))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"),
+                 **overrides: object) -> Config:
+        """Settings from `.env`, then the environment (which wins), then `overrides` (flags)."""
+        values = dict(read_dotenv(dotenv)) if dotenv else {}
+        values.update(os.environ if environ is None else environ)
+        fields = {}
+        for setting in SETTINGS:
+            raw = values.get(setting.variable, "").strip()
+            if raw:
+                fields[setting.field] = setting.parse(raw)
+        fields.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    variable: str
+    field: str
+    kind: str  # "text", "bool", "int", "number" or "origins"
+
+    def parse(self, raw: str) -> object:
+        if self.kind == "bool":
+            if raw.lower() in ("true", "1", "yes", "on"):
+                return True
+            if raw.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ConfigError(f"{self.variable}={raw}: expected true or false")
+        if self.kind in ("int", "number"):
+            try:
+                number = int(raw) if self.kind == "int" else float(raw)
+            except ValueError:
+                number = -1
+            if number < 0:
+                kind = "whole number" if self.kind == "int" else "number"
+                raise ConfigError(f"{self.variable}={raw}: expected a {kind}, 0 or more")
+            return number
+        if self.kind == "origins":
+            return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+        return raw.upper() if self.variable == "LOG_LEVEL" else raw
+
+
+SETTINGS = (
+    Setting("ENVIRONMENT", "environment", "text"),
+    Setting("ALLOW_WEBSOCKET_AUTO_ROOMS", "allow_websocket_auto_rooms", "bool"),
+    Setting("ALLOW_WEBSOCKET_AUTO_USERS", "allow_websocket_auto_users", "bool"),
+    Setting("ALLOW_JOIN_AUTO_ROOMS", "allow_join_auto_rooms", "bool"),
+    Setting("ALLOW_JOIN_AUTO_USERS", "allow_join_auto_users", "bool"),
+    Setting("REQUIRE_TOKENS", "require_tokens", "bool"),
+    Setting("CORS_ORIGINS", "cors_origins", "origins"),
+    Setting("CORS_ORIGIN_REGEX", "cors_origin_regex", "text"),
+    Setting("CORS_ALLOW_CREDENTIALS", "cors_allow_credentials", "bool"),
+    Setting("HOST", "host", "text"),
+    Setting("PORT", "port", "int"),
+    Setting("DATABASE_PATH", "db_path", "text"),
+    Setting("LOG_LEVEL", "log_level", "text"),
+    Setting("MAX_MESSAGE_LENGTH", "max_message_length", "int"),
+    Setting("MAX_FRAME_BYTES", "max_frame_bytes", "int"),
+    Setting("MAX_BODY_BYTES", "max_body_bytes", "int"),
+    Setting("RATE_LIMIT_PER_SECOND", "rate_limit_per_second", "number"),
+    Setting("RATE_LIMIT_BURST", "rate_limit_burst", "int"),
+    Setting("SEND_QUEUE_LIMIT", "send_queue_limit", "int"),
+    Setting("MAX_CONNECTIONS_PER_USER", "max_connections_per_user", "int"),
+    Setting("MAX_CONNECTIONS_PER_ADDRESS", "max_connections_per_address", "int"),
+    Setting("HEARTBEAT_SECONDS", "heartbeat_seconds", "number"),
+)
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a `.env` file; comments, blank lines and `export ` are allowed."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep:
+            raise ConfigError(f"{path}, line {number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+config_key = web.AppKey("chat.config", Config)

@@ -1,0 +1,298 @@
+"""All SQL: connecting, migrating, and every read and write of the chat's data.
+
+Writes go through one writer connection and are committed in groups: every
+write queued while the previous group was being committed goes into the next
+transaction, so a burst of messages costs one commit, not one each. Reads use
+a second connection, which WAL lets run beside the writer. Functions return
+plain dicts shaped like the API's JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import hmac
+import itertools
+import logging
+import re
+import secrets
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from aiohttp import web
+
+from .clock import utc_now
+
+log = logging.getLogger(__name__)
+
+# Lengths the API accepts; the schema's CHECKs hold the lower bounds too.
+MIN_USERNAME, MAX_USERNAME = 2, 50
+MAX_ROOM_NAME = 100
+MAX_ID = 100
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATION_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
+
+INSERT_USER = "INSERT OR IGNORE INTO users (id, username, token_hash, joined_at) VALUES (?, ?, ?, ?)"
+INSERT_ROOM = "INSERT OR IGNORE INTO rooms (id, name, created_at) VALUES (?, ?, ?)"
+INSERT_MEMBER = "INSERT OR IGNORE INTO memberships (room_id, user_id, joined_at) VALUES (?, ?, ?)"
+INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, timestamp) VALUES (?, ?, ?, ?, ?, ?)"
+SELECT_MESSAGES = """
+    SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
+    FROM messages m JOIN users u ON u.id = m.user_id
+    WHERE m.room_id = ? {where} ORDER BY m.seq {order} LIMIT ?
+"""
+
+
+class MigrationError(RuntimeError):
+    """The database's schema cannot be brought up to date."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Write:
+    sql: str
+    params: tuple[Any, ...]
+    done: asyncio.Future[None]
+    message: dict[str, Any] | None = None  # a chat message, whose seq is given at commit time
+
+
+class Database:
+    """The chat's store: a group-committing writer connection and a reader connection."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._queue: list[_Write] = []
+        self._queued = asyncio.Event()
+        self._closing = False
+        # The last seq of each room seen by the writer; only the writer task touches it.
+        self._last_seq: dict[str, int] = {}
+        self._writer_task = asyncio.create_task(self._write_batches(), name="db-writer")
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Connect to (and create) the database file and apply pending migrations."""
+        writer = await _connect(path)
+        try:
+            await migrate(writer)
+            reader = await _connect(path, read_only=True)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        """Commit what is queued, then close both connections."""
+        self._closing = True
+        self._queued.set()
+        await self._writer_task
+        await self._reader.close()
+        await self._writer.close()
+
+    # Writes -----------------------------------------------------------------
+
+    async def create_user(self, username: str, user_id: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """A new user and its token; with `user_id`, the existing user and None if that id was taken first."""
+        token = secrets.token_urlsafe(32)
+        user = {"id": user_id or str(uuid.uuid4()), "username": username, "joined_at": utc_now()}
+        await self._write(INSERT_USER, (user["id"], username, _hash_token(token), user["joined_at"]))
+        if user_id is not None and not await self.check_token(user_id, token):
+            return await self.get_user(user_id), None  # another request created this id a moment earlier
+        return user, token
+
+    async def create_room(self, name: str, room_id: str | None = None) -> dict[str, Any]:
+        """A new room (with `room_id`: that room, unless it already exists)."""
+        room = {"id": room_id or str(uuid.uuid4()), "name": name, "created_at": utc_now()}
+        await self._write(INSERT_ROOM, (room["id"], name, room["created_at"]))
+        return room
+
+    async def add_member(self, room_id: str, user_id: str) -> None:
+        """Make the user a member of the room; being one already is fine."""
+        await self._write(INSERT_MEMBER, (room_id, user_id, utc_now()))
+
+    async def add_message(self, room_id: str, user_id: str, username: str, content: str) -> dict[str, Any]:
+        """Store a chat message; it is committed, with its `seq`, when this returns."""
+        message = {"id": str(uuid.uuid4()), "seq": 0, "room_id": room_id, "user_id": user_id,
+                   "username": username, "content": content, "timestamp": utc_now()}
+        await self._write(INSERT_MESSAGE, (), message)
+        return message
+
+    def _write(self, sql: str, params: tuple[Any, ...], message: dict[str, Any] | None = None) -> asyncio.Future[None]:
+        if self._closing:
+            raise RuntimeError("the database is closed")
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(sql, params, done, message))
+        self._queued.set()
+        return done
+
+    async def _write_batches(self) -> None:
+        while not (self._closing and not self._queue):
+            await self._queued.wait()
+            self._queued.clear()
+            batch, self._queue = self._queue, []
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        try:
+            for write in batch:
+                if write.message is not None:
+                    write.params = await self._number_message(write.message)
+            # Consecutive writes of the same statement go in one executemany: one trip to the thread.
+            for sql, writes in itertools.groupby(batch, key=lambda write: write.sql):
+                await self._writer.executemany(sql, [write.params for write in writes])
+            await self._writer.commit()
+        except Exception as exc:
+            log.error("Could not commit %d writes: %s", len(batch), exc)
+            self._last_seq.clear()  # seqs given out in this batch were not stored
+            try:
+                await self._writer.rollback()
+            except sqlite3.Error:
+                log.exception("Rollback failed")
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_exception(exc)
+            return
+        # Waiters wake in this order, so messages are published in the order they were numbered.
+        for write in batch:
+            if not write.done.done():
+                write.done.set_result(None)
+
+    async def _number_message(self, message: dict[str, Any]) -> tuple[Any, ...]:
+        room_id = message["room_id"]
+        last = self._last_seq.get(room_id)
+        if last is None:
+            rows = await self._writer.execute_fetchall("SELECT max(seq) FROM messages WHERE room_id = ?", (room_id,))
+            last = rows[0][0] or 0
+        message["seq"] = self._last_seq[room_id] = last + 1
+        return (room_id, message["seq"], message["id"], message["user_id"], message["content"], message["timestamp"])
+
+    # Reads ------------------------------------------------------------------
+
+    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+        rows = await self._reader.execute_fetchall(
+            "SELECT id, username, joined_at FROM users WHERE id = ?", (user_id,))
+        return _user(rows[0]) if rows else None
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        rows = await self._reader.execute_fetchall("SELECT id, username, joined_at FROM users ORDER BY joined_at, id")
+        return [_user(row) for row in rows]
+
+    async def check_token(self, user_id: str, token: str | None) -> bool:
+        """Whether `token` is the user's token (compared in constant time)."""
+        if not token:
+            return False
+        rows = await self._reader.execute_fetchall("SELECT token_hash FROM users WHERE id = ?", (user_id,))
+        return bool(rows) and hmac.compare_digest(rows[0][0], _hash_token(token))
+
+    async def room_name(self, room_id: str) -> str | None:
+        rows = await self._reader.execute_fetchall("SELECT name FROM rooms WHERE id = ?", (room_id,))
+        return rows[0][0] if rows else None
+
+    async def get_room(self, room_id: str) -> dict[str, Any] | None:
+        rooms = await self._rooms("WHERE r.id = ?", (room_id,))
+        return rooms[0] if rooms else None
+
+    async def list_rooms(self) -> list[dict[str, Any]]:
+        return await self._rooms("", ())
+
+    async def _rooms(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        rows = await self._reader.execute_fetchall(
+            f"""SELECT r.id, r.name, r.created_at, m.user_id
+                FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id {where}
+                ORDER BY r.created_at, r.id, m.joined_at, m.user_id""", params)
+        rooms: dict[str, dict[str, Any]] = {}
+        for room_id, name, created_at, member in rows:
+            room = rooms.setdefault(room_id, {"id": room_id, "name": name, "created_at": created_at, "users": []})
+            if member is not None:
+                room["users"].append(member)
+        return list(rooms.values())
+
+    async def messages(self, room_id: str, limit: int, before: int | None = None,
+                       after: int | None = None) -> list[dict[str, Any]]:
+        """A page of a room's messages, oldest first: the last `limit`, or those just before or after a seq."""
+        if after is not None:
+            sql, params = SELECT_MESSAGES.format(where="AND m.seq > ?", order="ASC"), (room_id, after, limit)
+        elif before is not None:
+            sql, params = SELECT_MESSAGES.format(where="AND m.seq < ?", order="DESC"), (room_id, before, limit)
+        else:
+            sql, params = SELECT_MESSAGES.format(where="", order="DESC"), (room_id, limit)
+        rows = await self._reader.execute_fetchall(sql, params)
+        page = [_message(row) for row in rows]
+        return page if after is not None else page[::-1]
+
+    async def counts(self) -> dict[str, int]:
+        """How many users, rooms and messages are stored (cheap even for millions of messages)."""
+        rows = await self._reader.execute_fetchall(
+            """SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM rooms),
+                      (SELECT coalesce(sum((SELECT max(seq) FROM messages m WHERE m.room_id = r.id)), 0)
+                       FROM rooms r)""")
+        users, rooms, messages = rows[0]
+        return {"users": users, "rooms": rooms, "messages": messages}
+
+
+def _user(row: Any) -> dict[str, Any]:
+    return {"id": row[0], "username": row[1], "joined_at": row[2]}
+
+
+def _message(row: Any) -> dict[str, Any]:
+    return {"id": row[0], "seq": row[1], "room_id": row[2], "user_id": row[3], "username": row[4],
+            "content": row[5], "timestamp": row[6]}
+
+
+def _hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a plain hash is enough; a slow password hash would add nothing.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _connect(path: Path, read_only: bool = False) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path)
+    await conn.execute("PRAGMA busy_timeout = 5000")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    if read_only:
+        await conn.execute("PRAGMA query_only = ON")
+    else:
+        # WAL: readers never wait for the writer. NORMAL: a commit survives a crash of
+        # this process (kill -9); only a power loss or OS crash may lose the last ones.
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def migration_files() -> list[tuple[int, Path]]:
+    """The numbered `.sql` files of migrations/, in order."""
+    files = []
+    for path in MIGRATIONS_DIR.iterdir():
+        match = MIGRATION_NAME.match(path.name)
+        if match:
+            files.append((int(match.group(1)), path))
+    return sorted(files)
+
+
+async def migrate(conn: aiosqlite.Connection) -> int:
+    """Apply each migration newer than `PRAGMA user_version`, each in its own transaction."""
+    rows = await conn.execute_fetchall("PRAGMA user_version")
+    version = rows[0][0]
+    files = migration_files()
+    latest = files[-1][0] if files else 0
+    if version > latest:
+        raise MigrationError(f"the database is at schema version {version}, newer than this server's {latest}")
+    for number, path in files:
+        if number <= version:
+            continue
+        try:
+            # Pragmas take no parameters; `number` is an int from the file name.
+            await conn.executescript(f"BEGIN;\n{path.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error as exc:
+            await conn.rollback()
+            raise MigrationError(f"migration {path.name} failed: {exc}") from None
+        log.info("Applied migration %s", path.name)
+        version = number
+    return version
+
+
+db_key = web.AppKey("chat.db", Database)

@@ -1,0 +1,57 @@
+"""What the server sends on a socket: JSON frames, encoded once into wire bytes.
+
+A broadcast frame is built once per message (JSON, UTF-8 and the WebSocket
+header) and the same bytes are written to every socket of the room.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from .clock import utc_now
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+TEXT_OPCODE_FIN = 0x81
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON, as sent on the wire and in HTTP bodies."""
+    return _encode_json(value)
+
+
+def text_frame(payload: dict[str, Any]) -> bytes:
+    """A complete, unmasked server-to-client WebSocket text frame holding `payload` as JSON."""
+    data = _encode_json(payload).encode()
+    size = len(data)
+    if size < 126:
+        header = bytes((TEXT_OPCODE_FIN, size))
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", TEXT_OPCODE_FIN, 126, size)
+    else:
+        header = struct.pack("!BBQ", TEXT_OPCODE_FIN, 127, size)
+    return header + data
+
+
+def message(stored: dict[str, Any]) -> bytes:
+    return text_frame({"type": "message", **stored})
+
+
+def user_joined(user_id: str, username: str) -> bytes:
+    return text_frame({"type": "user_joined", "user_id": user_id, "username": username,
+                       "message": f"{username} joined the chat", "timestamp": utc_now()})
+
+
+def user_left(user_id: str, username: str) -> bytes:
+    return text_frame({"type": "user_left", "user_id": user_id, "username": username,
+                       "message": f"{username} left the chat", "timestamp": utc_now()})
+
+
+def error(text: str) -> bytes:
+    return text_frame({"type": "error", "message": text})
+
+
+def token(value: str) -> bytes:
+    return text_frame({"type": "token", "token": value})

@@ -1,0 +1,316 @@
+"""HTTP routes: the REST API, health and metrics, the chat page; and the middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .clock import utc_now
+from .config import VERSION, config_key
+from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, db_key
+from .frames import to_json
+from .hub import hub_key
+from .metrics import metrics_key
+from .openapi import openapi_document
+from .origins import origin_policy_key
+from .ws import chat_socket, presented_token
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+HEALTH_TIMEOUT = 2.0
+MAX_PAGE = 1000
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+
+
+class ApiError(Exception):
+    """A refused request: answered with `status` and `{"detail": detail}`."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=to_json)
+
+
+# Service ---------------------------------------------------------------------
+
+async def index(request: web.Request) -> web.Response:
+    return json_response({"message": "Chat rooms server", "version": VERSION,
+                          "health": "/health", "chat": "/chat", "docs": "/openapi.json"})
+
+
+async def health(request: web.Request) -> web.Response:
+    hub = request.app[hub_key]
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            counts = await request.app[db_key].counts()
+    except (sqlite3.Error, ValueError, TimeoutError) as exc:
+        log.error("Health check: the database does not answer: %s", exc)
+        counts, database = {"messages": None, "rooms": None, "users": None}, "unhealthy"
+    else:
+        database = "healthy"
+    body = {
+        "status": database,
+        "timestamp": utc_now(),
+        "version": VERSION,
+        "environment": request.app[config_key].environment,
+        "services": {"api": "healthy", "websocket": "healthy", "database": database},
+        "stats": {"active_rooms": len(hub.rooms), "active_users": len(hub.per_user),
+                  "total_messages": counts["messages"], "connections": hub.connections,
+                  "rooms": counts["rooms"], "users": counts["users"]},
+    }
+    return json_response(body, status=200 if database == "healthy" else 503)
+
+
+async def debug_flags(request: web.Request) -> web.Response:
+    config = request.app[config_key]
+    counts = await request.app[db_key].counts()
+    return json_response({
+        "environment": config.environment,
+        "auto_create_on_ws": config.allow_websocket_auto_rooms,
+        "auto_user_on_ws": config.allow_websocket_auto_users,
+        "auto_create_on_join": config.allow_join_auto_rooms,
+        "auto_user_on_join": config.allow_join_auto_users,
+        "require_tokens": config.require_tokens,
+        "has_rooms": counts["rooms"] > 0,
+        "has_users": counts["users"] > 0,
+    })
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[metrics_key].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+@aiohttp_jinja2.template("chat.html")
+async def chat_page(request: web.Request) -> dict[str, Any]:
+    return {"version": VERSION}
+
+
+# Users and rooms ---------------------------------------------------------------
+
+async def create_user(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    username = text_field(body, "username", MAX_USERNAME).strip()
+    if len(username) < MIN_USERNAME:
+        raise ApiError(422, "Username must be at least 2 characters long")
+    user, token = await request.app[db_key].create_user(username)
+    return json_response({**user, "token": token})
+
+
+async def list_users(request: web.Request) -> web.Response:
+    return json_response(await request.app[db_key].list_users())
+
+
+async def get_user(request: web.Request) -> web.Response:
+    user = await request.app[db_key].get_user(request.match_info["user_id"])
+    if user is None:
+        raise ApiError(404, "User not found")
+    return json_response(user)
+
+
+async def create_room(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    name = text_field(body, "name", MAX_ROOM_NAME).strip()
+    if not name:
+        raise ApiError(422, "Room name must not be empty")
+    room = await request.app[db_key].create_room(name)
+    return json_response({**room, "users": []})
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    return json_response(await request.app[db_key].list_rooms())
+
+
+async def get_room(request: web.Request) -> web.Response:
+    room = await request.app[db_key].get_room(request.match_info["room_id"])
+    if room is None:
+        raise ApiError(404, "Room not found")
+    return json_response(room)
+
+
+async def room_messages(request: web.Request) -> web.Response:
+    db, room_id = request.app[db_key], request.match_info["room_id"]
+    limit = int_param(request, "limit", default=50, low=1, high=MAX_PAGE)
+    before = int_param(request, "before", low=0)
+    after = int_param(request, "after", low=0)
+    if before is not None and after is not None:
+        raise ApiError(422, "Give before or after, not both")
+    if await db.room_name(room_id) is None:
+        raise ApiError(404, "Room not found")
+    return json_response(await db.messages(room_id, limit, before=before, after=after))
+
+
+async def room_presence(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    if await request.app[db_key].room_name(room_id) is None:
+        raise ApiError(404, "Room not found")
+    return json_response(request.app[hub_key].presence(room_id))
+
+
+async def join_room(request: web.Request) -> web.Response:
+    config, db, room_id = request.app[config_key], request.app[db_key], request.match_info["room_id"]
+    body = await json_object(request)
+    user_id = text_field(body, "user_id", MAX_ID)
+    username = (text_field(body, "username", MAX_USERNAME, required=False) or "").strip()
+    token = text_field(body, "token", 200, required=False) or presented_token(request)
+    room_name = await db.room_name(room_id)
+    if room_name is None and not config.allow_join_auto_rooms:
+        raise ApiError(404, "Room not found")
+    user = await db.get_user(user_id)
+    if user is None and not (config.allow_join_auto_users and len(username) >= MIN_USERNAME):
+        raise ApiError(404, "User not found")
+    if user is not None and config.require_tokens and not await db.check_token(user_id, token):
+        raise ApiError(401, "Unauthorized: a valid token for this user is required")
+    new_token = None
+    if room_name is None:
+        room_name = (await db.create_room(f"Room {room_id[:8]}", room_id))["name"]
+    if user is None:
+        user, new_token = await db.create_user(username, user_id)
+    await db.add_member(room_id, user_id)
+    answer = {"message": f"User {user['username']} joined room {room_name}"}
+    if new_token:
+        answer["token"] = new_token
+    return json_response(answer)
+
+
+# Input -------------------------------------------------------------------------
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(422, "The body must be valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "The body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, max_length: int, required: bool = True) -> str:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ApiError(422, f"{name} is required")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(422, f"{name} must be a string")
+    if len(value) > max_length:
+        raise ApiError(422, f"{name} must be at most {max_length} characters")
+    return value
+
+
+def int_param(request: web.Request, name: str, default: int | None = None,
+              low: int = 0, high: int | None = None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+        bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ApiError(422, f"{name} must be a whole number, {bounds}")
+    return int(raw)
+
+
+# Middlewares ---------------------------------------------------------------------
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal as `{"detail": ...}` with its status; anything unexpected logged and answered 500."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_response({"detail": exc.detail}, status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own text is "404: Not Found" unless it says more (e.g. for 413).
+        text = exc.text or ""
+        detail = exc.reason if text.startswith(f"{exc.status}:") or not text else text
+        return json_response({"detail": detail}, status=exc.status)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("Error handling %s %s", request.method, request.path)
+        return json_response({"detail": "internal error"}, status=500)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """CORS from CORS_ORIGINS / CORS_ORIGIN_REGEX, preflights included."""
+    origin = request.headers.get("Origin")
+    allowed = request.app[origin_policy_key].allows(origin, request.host)
+    preflight = request.method == "OPTIONS" and origin and "Access-Control-Request-Method" in request.headers
+    if origin and not allowed and (preflight or request.method not in ("GET", "HEAD")):
+        return json_response({"detail": "Origin not allowed"}, status=403)
+    if preflight:
+        response: web.StreamResponse = web.Response(headers={
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": request.headers.get("Access-Control-Request-Headers",
+                                                                "Content-Type, Authorization"),
+            "Access-Control-Max-Age": "600",
+        })
+    else:
+        response = await handler(request)
+    if origin and allowed and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+        if request.app[config_key].cors_allow_credentials:
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+    return response
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Request latency by route (sockets are long-lived and counted elsewhere)."""
+    started = time.perf_counter()
+    response = await handler(request)
+    route = request.match_info.route.resource
+    if route is not None and route.canonical != "/ws/{room_id}/{user_id}":
+        request.app[metrics_key].request_seconds.labels(request.method, route.canonical).observe(
+            time.perf_counter() - started)
+    return response
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path == "/chat":
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/health", health)
+    app.router.add_get("/_debug", debug_flags)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/chat", chat_page)
+    app.router.add_post("/users", create_user)
+    app.router.add_get("/users", list_users)
+    app.router.add_get("/users/{user_id}", get_user)
+    app.router.add_post("/rooms", create_room)
+    app.router.add_get("/rooms", list_rooms)
+    app.router.add_get("/rooms/{room_id}", get_room)
+    app.router.add_get("/rooms/{room_id}/messages", room_messages)
+    app.router.add_get("/rooms/{room_id}/presence", room_presence)
+    app.router.add_post("/rooms/{room_id}/join", join_room)
+    app.router.add_get("/ws/{room_id}/{user_id}", chat_socket)
+    app.router.add_static("/static", STATIC_DIR)

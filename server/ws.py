@@ -1,0 +1,207 @@
+"""The chat socket, /ws/{room_id}/{user_id}: admission, replay, and the receive loop.
+
+The handshake is always accepted first, so that a refusal is a close code and
+reason the browser can read (4004, 4001, 4003, 1008) rather than a failed
+upgrade it reports as 1006.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import frames
+from .config import Config, config_key
+from .db import MAX_USERNAME, MIN_USERNAME, Database, db_key
+from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
+from .limits import TokenBucket
+from .metrics import metrics_key
+from .origins import origin_policy_key
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 200
+# Over-limit messages in a row after which a flooding socket is closed.
+FLOOD_STRIKES = 10
+
+
+class Refused(Exception):
+    """The socket may not stay; it is closed with this code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class BadFrame(Exception):
+    """A client frame that is not a chat message; the text goes back in an error frame."""
+
+
+class ChatSocket(web.WebSocketResponse):
+    """aiohttp closes an oversized frame with 1009 and no reason; this one names it."""
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        if code == 1009 and not message:
+            message = b"Message too big"
+        return await super().close(code=code, message=message, drain=drain)
+
+
+async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[config_key]
+    ws = ChatSocket(compress=False, max_msg_size=config.max_frame_bytes,
+                    heartbeat=config.heartbeat_seconds or None)
+    await ws.prepare(request)
+    room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
+    try:
+        peer, token = await admit(request, ws, config, room_id, user_id)
+        await serve(request, ws, config, peer, token)
+    except Refused as refusal:
+        log.warning("WebSocket closed with code %d: %s", refusal.code, refusal.reason)
+        request.app[metrics_key].socket_closes.labels(str(refusal.code)).inc()
+        await ws.close(code=refusal.code, message=refusal.reason.encode())
+    return ws
+
+
+async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
+                room_id: str, user_id: str) -> tuple[Peer, str | None]:
+    """Check origin, room, user and token, creating what the auto flags allow; the new Peer and its new token."""
+    if not request.app[origin_policy_key].allows(request.headers.get("Origin"), request.host):
+        raise Refused(4003, "Origin not allowed")
+    db = request.app[db_key]
+    room_name = await db.room_name(room_id)
+    if room_name is None and not config.allow_websocket_auto_rooms:
+        raise Refused(4004, "Room not found")
+    user = await db.get_user(user_id)
+    username = request.query.get("username", "").strip()
+    if user is None and not (config.allow_websocket_auto_users and len(username) >= MIN_USERNAME):
+        raise Refused(4004, "User not found")
+    if user is not None and config.require_tokens and not await db.check_token(user_id, presented_token(request)):
+        raise Refused(4001, "Unauthorized")
+    new_token = None
+    if room_name is None:
+        await db.create_room(f"Room {room_id[:8]}", room_id)
+    if user is None:
+        user, new_token = await db.create_user(username[:MAX_USERNAME], user_id)
+    await db.add_member(room_id, user_id)
+    bucket = TokenBucket(config.rate_limit_per_second, config.rate_limit_burst) \
+        if config.rate_limit_per_second else None
+    peer = Peer(ws, request.transport, room_id, user_id, user["username"], request.remote or "", bucket)
+    return peer, new_token
+
+
+async def serve(request: web.Request, ws: web.WebSocketResponse, config: Config, peer: Peer,
+                new_token: str | None) -> None:
+    """Join the room, replay what a reconnecting client missed, then relay its messages until it leaves."""
+    hub, db = request.app[hub_key], request.app[db_key]
+    since = request.query.get("since")
+    replay_from = parse_since(since)
+    if replay_from is not None:
+        hub.hold(peer)
+    try:
+        hub.enter(peer, frames.user_joined(peer.user_id, peer.username))
+    except TooManyConnections:
+        raise Refused(1008, "Too many connections") from None
+    except ShuttingDown:
+        raise Refused(1001, "Server shutting down") from None
+    log.info("User %s connected to room %s", peer.user_id, peer.room_id)
+    try:
+        # Only the creator of an auto-created user learns its token, and only when tokens are checked.
+        if new_token and config.require_tokens:
+            hub.send(peer, frames.token(new_token))
+        if since is not None and replay_from is None:
+            hub.send(peer, frames.error("since must be a whole number, 0 or more"))
+        if replay_from is not None:
+            await replay(ws, hub, db, peer, replay_from)
+        await receive_messages(ws, hub, db, config, peer)
+    finally:
+        hub.leave(peer)
+        hub.publish(peer.room_id, frames.user_left(peer.user_id, peer.username))
+        code = peer.close_code or ws.close_code
+        request.app[metrics_key].socket_closes.labels(str(code)).inc()
+        log.info("User %s disconnected from room %s with code %s", peer.user_id, peer.room_id, code)
+
+
+async def replay(ws: web.WebSocketResponse, hub: Hub, db: Database, peer: Peer, after: int) -> None:
+    """Send every message of the room after seq `after`, then the live frames held meanwhile."""
+    hub.flush(peer)  # what is queued (user_joined, token) goes before the replay
+    while True:
+        page = await db.messages(peer.room_id, REPLAY_PAGE, after=after)
+        for message in page:
+            # send_frame waits for the client to read when its buffer is full: a long replay cannot pile up.
+            await ws.send_frame(frames.to_json({"type": "message", **message}).encode(), WSMsgType.TEXT)
+        if page:
+            after = page[-1]["seq"]
+        if len(page) < REPLAY_PAGE:
+            break
+    hub.release(peer, after)
+
+
+async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, config: Config, peer: Peer) -> None:
+    strikes = 0
+    metrics = hub.metrics
+    async for msg in ws:
+        if msg.type is not WSMsgType.TEXT:
+            if msg.type is WSMsgType.BINARY:
+                hub.send(peer, frames.error("Binary frames are not supported; send JSON text"))
+                continue
+            # An error: aiohttp has closed the socket already (1009 for an oversized frame).
+            peer.close_code = getattr(msg.data, "code", None)
+            break
+        try:
+            content = parse_chat_message(msg.data, config.max_message_length)
+        except BadFrame as bad:
+            hub.send(peer, frames.error(str(bad)))
+            continue
+        if peer.bucket is not None and not peer.bucket.take():
+            strikes += 1
+            if strikes >= FLOOD_STRIKES:
+                hub.leave(peer)
+                await hub.close(peer, 1008, "Rate limit exceeded")
+                break
+            hub.send(peer, frames.error("Rate limit exceeded: slow down"))
+            continue
+        strikes = 0
+        message = await db.add_message(peer.room_id, peer.user_id, peer.username, content)
+        metrics.messages_stored.inc()
+        # No await between the commit and the publish: messages reach the room in seq order.
+        hub.publish(peer.room_id, frames.message(message), message["seq"])
+
+
+def parse_chat_message(text: str, max_length: int) -> str:
+    """The content of a client's chat frame, or BadFrame saying what is wrong."""
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        raise BadFrame("Frames must be JSON objects like {\"content\": \"hello\"}") from None
+    if not isinstance(data, dict):
+        raise BadFrame("Frames must be JSON objects like {\"content\": \"hello\"}")
+    if data.get("type", "message") != "message":
+        raise BadFrame(f"Unknown frame type: {str(data['type'])[:40]}")
+    content = data.get("content")
+    if not isinstance(content, str):
+        raise BadFrame("content is required and must be a string")
+    content = content.strip()
+    if not content:
+        raise BadFrame("content must not be empty")
+    if max_length and len(content) > max_length:
+        raise BadFrame(f"content is longer than {max_length} characters")
+    return content
+
+
+def parse_since(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+def presented_token(request: web.Request) -> str | None:
+    """The token a request carries: `?token=` or `Authorization: Bearer`."""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return request.query.get("token") or None
+
