@@ -1,0 +1,455 @@
+"""Why won't my rooms connect? Checks a running chat server and explains.
+
+    python tools/doctor.py http://127.0.0.1:8000
+    python tools/doctor.py https://chat.example.com --origin https://app.example.com
+    python tools/doctor.py https://chat.example.com --room ROOM_ID --user USER_ID
+    python tools/doctor.py https://chat.example.com --production --json
+
+Checks: the server answers and is healthy; its flags (/_debug) and what they
+mean for auto-creation; the room and user (--room, --user); the CORS
+preflight for a front end (--origin); that a WebSocket upgrade gets through
+(a proxy that drops Upgrade turns it into a plain HTTP answer); close codes
+4004/4001/4003 translated into what to do. --production adds the production
+checklist. Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
+
+Needs only aiohttp (the server's own dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sys
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from _checks import (
+    NGINX_UPGRADE_LINES,
+    Bases,
+    HttpAnswer,
+    SocketOutcome,
+    close_advice,
+    http_call,
+    make_session,
+    open_socket,
+    resolve_bases,
+    socket_url,
+    validate_base,
+)
+
+# An origin no real deployment allows: if the server lets it through, it
+# lets every site through.
+PROBE_ORIGIN = "https://doctor-probe.invalid"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # pass, warn, fail, info, skip
+    summary: str
+    advice: list[str] = field(default_factory=list)
+    fix: str = ""  # a block of configuration to paste, when there is one
+    data: dict | None = None
+
+
+class Doctor:
+    def __init__(self, session: aiohttp.ClientSession, bases: Bases, args: argparse.Namespace):
+        self.session = session
+        self.bases = bases
+        self.args = args
+        self.checks: list[Check] = []
+        self.flags: dict | None = None  # /_debug, when the server gave it
+
+    def add(self, check: Check) -> Check:
+        self.checks.append(check)
+        return check
+
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> HttpAnswer:
+        return await http_call(self.session, "GET", self.bases.api + path, headers=headers)
+
+    async def run(self) -> list[Check]:
+        health = await self.get("/health")
+        if not self.check_reachable(health):
+            return self.checks
+        self.check_healthy(health)
+        await self.check_flags()
+        if self.args.room:
+            await self.check_room()
+        if self.args.user:
+            await self.check_user()
+        if self.args.origin:
+            await self.check_cors(self.args.origin)
+        await self.check_websocket()
+        if self.args.production:
+            await self.check_production()
+        return self.checks
+
+    # -- server ---------------------------------------------------------
+
+    def check_reachable(self, health: HttpAnswer) -> bool:
+        if health.status is None:
+            self.add(Check("reachable", "fail", health.error, [
+                "start the server (python run.py, or systemctl start chat) and check "
+                "the host and port in the URL",
+                "behind a proxy: check that the proxy is running and its site is enabled",
+            ]))
+            return False
+        self.add(Check("reachable", "pass", f"GET {self.bases.api}/health answered {health.status}"))
+        return True
+
+    def check_healthy(self, health: HttpAnswer) -> None:
+        body = health.body if isinstance(health.body, dict) else {}
+        if health.status == 200 and body.get("status") == "healthy":
+            stats = body.get("stats") or {}
+            summary = (
+                f"version {body.get('version', '?')}, environment "
+                f"{body.get('environment', '?')}; {stats.get('active_rooms', '?')} rooms, "
+                f"{stats.get('active_users', '?')} users, {stats.get('connections', '?')} connections"
+            )
+            self.add(Check("healthy", "pass", summary, data=body))
+        elif body.get("status") == "unhealthy":
+            self.add(Check("healthy", "fail", f"the server reports unhealthy ({health.status})", [
+                "the database does not answer: check that DATABASE_PATH is on a writable, "
+                "non-full disk (the systemd unit keeps it in /var/lib/chat) and read the server log",
+            ], data=body))
+        else:
+            self.add(Check("healthy", "fail", f"/health {health.describe()}", [
+                "this does not look like the chat server: check the URL; behind a proxy, "
+                "check that the request reaches the chat site and not a default page",
+            ]))
+
+    async def check_flags(self) -> None:
+        answer = await self.get("/_debug")
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            self.add(Check("flags", "warn", f"/_debug {answer.describe()}", [
+                "the effective flags are unknown: this server is older or not the chat server",
+            ]))
+            return
+        self.flags = answer.body
+        shown = ", ".join(f"{k}={flag_text(v)}" for k, v in self.flags.items())
+        self.add(Check("flags", "info", shown, flag_meanings(self.flags), data=self.flags))
+
+    async def check_room(self) -> None:
+        room_id = self.args.room
+        answer = await self.get(f"/rooms/{room_id}")
+        if answer.status == 200 and isinstance(answer.body, dict):
+            members = answer.body.get("users") or []
+            summary = f"room {room_id} exists: {answer.body.get('name')!r}, {len(members)} members"
+            advice = []
+            if self.args.user and self.args.user not in members:
+                advice.append("the user is not a member yet; joining or connecting makes it one")
+            self.add(Check("room", "pass", summary, advice, data=answer.body))
+        elif answer.status == 404:
+            self.add(self.missing("room", room_id, "auto_create_on_ws", "Room not found", [
+                "create the room (POST /rooms) and use the id it answers with; clients cannot "
+                "choose room ids unless auto-creation is on",
+                "an id that used to work may come from another database: did the server "
+                "start with a different DATABASE_PATH (or a fresh one)?",
+            ]))
+        else:
+            self.add(Check("room", "fail", f"GET /rooms/{room_id} {answer.describe()}"))
+
+    async def check_user(self) -> None:
+        user_id = self.args.user
+        answer = await self.get(f"/users/{user_id}")
+        if answer.status == 200 and isinstance(answer.body, dict):
+            summary = f"user {user_id} exists: {answer.body.get('username')!r}"
+            self.add(Check("user", "pass", summary, data=answer.body))
+        elif answer.status == 404:
+            self.add(self.missing("user", user_id, None, "User not found", [
+                "create the user (POST /users) and use the id it answers with",
+                "or set ALLOW_WEBSOCKET_AUTO_USERS=true and open the socket with ?username=",
+            ]))
+        else:
+            self.add(Check("user", "fail", f"GET /users/{user_id} {answer.describe()}"))
+
+    def missing(self, what: str, ident: str, auto_flag: str | None, reason: str,
+                advice: list[str]) -> Check:
+        if auto_flag and self.flags and self.flags.get(auto_flag):
+            return Check(what, "warn", f"{what} {ident} does not exist, but a socket for it "
+                         f"creates it ({auto_flag}=true)")
+        summary = f"{what} {ident} does not exist: a socket for it is closed with 4004 {reason}"
+        return Check(what, "fail", summary, advice)
+
+    # -- CORS -----------------------------------------------------------
+
+    async def preflight(self, origin: str) -> HttpAnswer:
+        headers = {
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        url = f"{self.bases.api}/rooms"
+        return await http_call(self.session, "OPTIONS", url, headers=headers)
+
+    async def check_cors(self, origin: str) -> None:
+        answer = await self.preflight(origin)
+        allowed = answer.headers.get("Access-Control-Allow-Origin")
+        if answer.status is None:
+            self.add(Check("cors", "fail", answer.error))
+        elif answer.status < 300 and allowed in (origin, "*"):
+            self.add(Check("cors", "pass", f"preflight from {origin} allowed "
+                           f"(Access-Control-Allow-Origin: {allowed})"))
+        else:
+            got = "no Access-Control-Allow-Origin" if not allowed else f"Access-Control-Allow-Origin: {allowed}"
+            self.add(Check("cors", "fail", f"origin {origin} is refused: the preflight "
+                           f"{answer.describe()} with {got}; a page at {origin} cannot call "
+                           "the API, and its sockets are closed with 4003", cors_advice(origin)))
+
+    # -- WebSocket --------------------------------------------------------
+
+    async def check_websocket(self) -> None:
+        room, user, probing = await self.socket_target()
+        query = {"token": self.args.token} if self.args.token else {}
+        url = socket_url(self.bases.ws, room, user, query)
+        outcome = await open_socket(self.session, url, origin=self.args.origin,
+                                    wait_seconds=self.args.timeout)
+        try:
+            self.add(self.judge_socket(outcome, url.split("?")[0], probing))
+        finally:
+            if outcome.ws is not None:
+                await outcome.ws.close()
+
+    async def socket_target(self) -> tuple[str, str, bool]:
+        """The room and user to open a socket for, and whether they are a probe.
+
+        Without --room/--user the doctor uses a made-up user, which the server
+        refuses with 4004 after accepting the handshake: proof enough that the
+        upgrade got through, and nothing is created. Where sockets create
+        unknown rooms, it borrows an existing room so that no room appears.
+        """
+        if self.args.room and self.args.user:
+            return self.args.room, self.args.user, False
+        probe = f"doctor-probe-{secrets.token_hex(4)}"
+        room = self.args.room or probe
+        if not self.args.room and self.flags and self.flags.get("auto_create_on_ws"):
+            rooms = await self.get("/rooms")
+            if rooms.status == 200 and isinstance(rooms.body, list) and rooms.body:
+                room = rooms.body[0].get("id", probe)
+        return room, self.args.user or probe, True
+
+    def judge_socket(self, outcome: SocketOutcome, url: str, probing: bool) -> Check:
+        if outcome.kind == "plain_http":
+            via = f" (the answer came from {outcome.server_header})" if outcome.server_header else ""
+            return Check("websocket", "fail", f"GET {url}: {outcome.describe()}{via}", [
+                "a proxy between you and the server does not forward the Upgrade and "
+                "Connection headers, so the server saw an ordinary GET",
+                "add these lines to the proxy's site (nginx shown; deploy/nginx.conf has the "
+                "whole site), then reload it (nginx -t && systemctl reload nginx):",
+            ], fix=NGINX_UPGRADE_LINES)
+        if outcome.kind == "no_route":
+            return Check("websocket", "fail", f"GET {url}: {outcome.describe()}", [
+                "check the URL; behind a proxy, check that its location passes /ws/ to the server",
+            ])
+        if outcome.kind in ("proxy_error", "unreachable"):
+            return Check("websocket", "fail", f"GET {url}: {outcome.describe()}", [
+                "check that the server is running and that the proxy's upstream points at it",
+            ])
+        if outcome.kind == "closed":
+            return self.judge_close(outcome, url, probing)
+        if not isinstance(outcome.first_frame, dict):
+            return Check("websocket", "warn", f"{url}: upgraded, but {outcome.error or 'the first frame was not JSON'}")
+        kind = outcome.first_frame.get("type")
+        return Check("websocket", "pass", f"{url}: upgraded (101) and received {kind!r}")
+
+    def judge_close(self, outcome: SocketOutcome, url: str, probing: bool) -> Check:
+        closed = outcome.describe()
+        if probing and outcome.close_code == 4004:
+            return Check("websocket", "pass", f"{url}: upgraded (101), then {closed}, as "
+                         "expected for the made-up id the doctor used; give --room and --user "
+                         "to try a real pair")
+        advice = [close_advice(outcome.close_code, outcome.close_reason)]
+        if outcome.close_code == 4003:
+            advice.append(cors_advice(self.args.origin or "")[0])
+        return Check("websocket", "fail", f"{url}: upgraded (101), then {closed}", advice)
+
+    # -- production -------------------------------------------------------
+
+    async def check_production(self) -> None:
+        self.add(self.production_environment())
+        self.add(self.production_auto_creation())
+        self.add(self.production_tokens())
+        self.add(await self.production_cors())
+        self.add(self.production_tls())
+
+    def production_environment(self) -> Check:
+        name = "production: environment"
+        env = (self.flags or {}).get("environment")
+        if env == "production":
+            return Check(name, "pass", "ENVIRONMENT=production")
+        if env is None:
+            return Check(name, "skip", "unknown: /_debug did not answer")
+        return Check(name, "fail", f"ENVIRONMENT={env}", [
+            "set ENVIRONMENT=production (in /etc/chat/chat.env for the systemd unit) and "
+            "restart: it sets the production defaults (auto-creation on, CORS closed to "
+            "other origins)",
+        ])
+
+    def production_auto_creation(self) -> Check:
+        name = "production: auto-creation"
+        if not self.flags:
+            return Check(name, "skip", "unknown: /_debug did not answer")
+        keys = ("auto_create_on_ws", "auto_create_on_join", "auto_user_on_join")
+        off = [k for k in keys if not self.flags.get(k)]
+        if not off:
+            return Check(name, "pass", "rooms and users are created on demand, as old front ends expect")
+        return Check(name, "warn", f"off: {', '.join(off)}", [
+            "front ends must create users and rooms before connecting (POST /users, POST /rooms, "
+            "join, then the socket), or their sockets close with 4004",
+            "or set ALLOW_WEBSOCKET_AUTO_ROOMS, ALLOW_JOIN_AUTO_ROOMS, ALLOW_JOIN_AUTO_USERS to true",
+        ])
+
+    def production_tokens(self) -> Check:
+        name = "production: tokens"
+        required = (self.flags or {}).get("require_tokens")
+        if required is None:
+            return Check(name, "skip", "not reported by /_debug; check REQUIRE_TOKENS yourself")
+        if required:
+            return Check(name, "pass", "REQUIRE_TOKENS=true")
+        return Check(name, "warn", "REQUIRE_TOKENS=false: anyone who knows a user id can speak as that user", [
+            "turn REQUIRE_TOKENS on once every client sends the token from POST /users",
+        ])
+
+    async def production_cors(self) -> Check:
+        name = "production: CORS origins"
+        probe = await self.preflight(PROBE_ORIGIN)
+        if probe.status is None:
+            return Check(name, "skip", probe.error)
+        if probe.status < 300 and probe.headers.get("Access-Control-Allow-Origin"):
+            return Check(name, "fail", f"any origin is allowed (even {PROBE_ORIGIN})", [
+                "set CORS_ORIGINS to your front ends' origins (comma-separated, exact), "
+                "and make sure CORS_ORIGIN_REGEX does not match everything",
+            ])
+        if not self.args.origin:
+            return Check(name, "warn", "unknown origins are refused; which front end should be "
+                         "allowed was not given", ["run again with --origin https://your-front-end"])
+        return Check(name, "pass", f"unknown origins are refused; {self.args.origin}: see the cors check")
+
+    def production_tls(self) -> Check:
+        name = "production: https/wss"
+        parts = urlsplit(self.bases.api)
+        if parts.scheme == "https":
+            return Check(name, "pass", f"{self.bases.api} and {self.bases.ws}")
+        advice = [
+            "browsers on an https page refuse ws:// sockets (mixed content), and tokens and "
+            "messages would travel in clear: put the server behind TLS (deploy/nginx.conf) "
+            "and use https:// and wss:// URLs",
+        ]
+        if parts.hostname in LOOPBACK_HOSTS:
+            return Check(name, "warn", f"{self.bases.api} is plain http on loopback: fine behind "
+                         "a TLS proxy; run the doctor against the public https:// URL too", advice)
+        return Check(name, "fail", f"{self.bases.api} is plain http", advice)
+
+
+def flag_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def flag_meanings(flags: dict) -> list[str]:
+    """What the flags of /_debug mean for a client that connects."""
+    lines = []
+    if flags.get("auto_create_on_ws"):
+        lines.append("a socket for an unknown room creates it")
+    else:
+        lines.append("a socket for an unknown room is closed with 4004 Room not found: create the "
+                     "room first (POST /rooms), or set ALLOW_WEBSOCKET_AUTO_ROOMS=true")
+    if flags.get("auto_create_on_join"):
+        lines.append("joining an unknown room (POST /rooms/{id}/join) creates it")
+    else:
+        lines.append("joining an unknown room answers 404 Room not found (ALLOW_JOIN_AUTO_ROOMS=false)")
+    if flags.get("auto_user_on_join"):
+        lines.append("joining with an unknown user_id and a username creates the user")
+    else:
+        lines.append("joining with an unknown user_id answers 404 User not found: create users "
+                     "with POST /users first (ALLOW_JOIN_AUTO_USERS=false)")
+    if flags.get("has_rooms") is False:
+        lines.append("no room exists yet")
+    if flags.get("has_users") is False:
+        lines.append("no user exists yet")
+    return lines
+
+
+def cors_advice(origin: str) -> list[str]:
+    return [
+        f"add the origin to CORS_ORIGINS (exact: scheme, host and port, no path or trailing "
+        f"slash), e.g. CORS_ORIGINS={origin}, or match it with CORS_ORIGIN_REGEX; then restart",
+    ]
+
+
+# -- output ---------------------------------------------------------------
+
+
+def problems(checks: list[Check]) -> int:
+    return sum(1 for c in checks if c.status == "fail")
+
+
+def render_text(bases: Bases, checks: list[Check]) -> str:
+    lines = [f"chat doctor for {bases.api} (socket {bases.ws})", ""]
+    for check in checks:
+        lines.append(f"{check.status.upper():4} {check.name}: {check.summary}")
+        lines.extend(f"     - {line}" for line in check.advice)
+        lines.extend(f"         {line}" for line in check.fix.splitlines())
+    count = problems(checks)
+    lines.append("")
+    lines.append("no problems found" if count == 0 else
+                 f"{count} problem{'s' if count > 1 else ''} found (see FAIL above)")
+    return "\n".join(lines)
+
+
+def render_json(bases: Bases, checks: list[Check]) -> str:
+    report = {
+        "url": bases.api,
+        "socket_url": bases.ws,
+        "ok": problems(checks) == 0,
+        "problems": problems(checks),
+        "checks": [asdict(c) for c in checks],
+    }
+    return json.dumps(report, indent=2)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("url", nargs="?", help="server address, http(s):// or ws(s)://; default: API_BASE / WS_BASE, else http://127.0.0.1:8000")
+    parser.add_argument("--origin", help="the front end's origin, e.g. https://app.example.com")
+    parser.add_argument("--room", help="a room id to check")
+    parser.add_argument("--user", help="a user id to check")
+    parser.add_argument("--token", help="the user's token, when the server requires tokens")
+    parser.add_argument("--production", action="store_true", help="add the production checklist")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
+    parser.add_argument("--insecure", action="store_true", help="accept any TLS certificate (self-signed test sites)")
+    return parser.parse_args(argv)
+
+
+def origin_problem(origin: str) -> str | None:
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("",):
+        return (f"--origin {origin!r} is not an origin: write scheme://host[:port] with no "
+                "path or trailing slash, as a browser sends it")
+    return None
+
+
+async def run(args: argparse.Namespace) -> int:
+    bases = resolve_bases(args.url)
+    for problem in (validate_base(bases.api), validate_base(bases.ws),
+                    origin_problem(args.origin) if args.origin else None):
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+    async with make_session(args.timeout, args.insecure) as session:
+        checks = await Doctor(session, bases, args).run()
+    print(render_json(bases, checks) if args.json else render_text(bases, checks))
+    return 1 if problems(checks) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
