@@ -1,0 +1,45 @@
+"""How big each scenario is: the full benchmark, and the tiny --quick one the CI smoke runs."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sizes:
+    repeats: int = 3  # runs of each server per scenario, alternating; the median is reported
+    fanout_shapes: tuple[tuple[int, int], ...] = ((10, 20), (1, 200))  # (rooms, clients per room)
+    senders_per_room: int = 2
+    messages_per_sender: int = 250
+    window: int = 10  # fan-out: messages a sender may have unanswered
+    latency_shape: tuple[int, int] = (10, 20)
+    latency_duration_s: float = 8.0
+    latency_warmup_s: float = 1.0
+    idle_sockets: int = 20_000
+    idle_room_size: int = 20
+    rest_duration_s: float = 3.0
+    rest_connections: int = 16  # per worker process
+    history_messages: int = 1_000_000
+    history_requests: int = 2_000
+    ws_workers: int = 2
+    idle_workers: int = 4
+    rest_workers: int = 2
+    default_latency_rate: float = 500.0  # messages/s, when no fan-out ran to set half the baseline's maximum
+
+
+FULL = Sizes()
+
+QUICK = Sizes(
+    repeats=1,
+    fanout_shapes=((2, 4), (1, 8)),
+    messages_per_sender=20,
+    latency_shape=(2, 4),
+    latency_duration_s=1.0,
+    latency_warmup_s=0.2,
+    idle_sockets=100,
+    idle_room_size=10,
+    rest_duration_s=0.5,
+    rest_connections=4,
+    history_messages=2_000,
+    history_requests=100,
+    idle_workers=2,
+    default_latency_rate=100.0,
+)

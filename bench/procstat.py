@@ -1,0 +1,78 @@
+"""Server CPU time and memory, read from /proc so that the load generator's own work is never counted."""
+
+import os
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """The pid and its live descendants (a server might fork workers)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        try:
+            todo += _children(current)
+        except OSError:
+            pass
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU of the process tree, all threads included."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = _stat_fields(member)
+        except OSError:
+            continue
+        # Fields 14 and 15 of stat (utime, stime), counted from 1 with pid and comm removed.
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of the process tree."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+class CpuMeter:
+    """Server CPU spent between start() and stop()."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.begin = 0.0
+        self.seconds = 0.0
+
+    def start(self) -> None:
+        self.begin = cpu_seconds(self.pid)
+
+    def stop(self) -> float:
+        self.seconds = cpu_seconds(self.pid) - self.begin
+        return self.seconds

@@ -1,0 +1,1 @@
+"""One module per scenario; each measures one run of one server and returns plain numbers."""
