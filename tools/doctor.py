@@ -108,8 +108,8 @@ class Doctor:
             stats = body.get("stats") or {}
             summary = (
                 f"version {body.get('version', '?')}, environment "
-                f"{body.get('environment', '?')}; {stats.get('active_rooms', '?')} rooms, "
-                f"{stats.get('active_users', '?')} users, {stats.get('connections', '?')} connections"
+                f"{body.get('environment', '?')}; {stats.get('active_rooms', '?')} active rooms, "
+                f"{stats.get('active_users', '?')} active users, {stats.get('connections', '?')} connections"
             )
             self.add(Check("healthy", "pass", summary, data=body))
         elif body.get("status") == "unhealthy":
@@ -145,7 +145,7 @@ class Doctor:
                 advice.append("the user is not a member yet; joining or connecting makes it one")
             self.add(Check("room", "pass", summary, advice, data=answer.body))
         elif answer.status == 404:
-            self.add(self.missing("room", room_id, "auto_create_on_ws", "Room not found", [
+            self.add(self.missing("room", room_id, "auto_create_on_ws", "a socket for it creates it", "Room not found", [
                 "create the room (POST /rooms) and use the id it answers with; clients cannot "
                 "choose room ids unless auto-creation is on",
                 "an id that used to work may come from another database: did the server "
@@ -161,18 +161,18 @@ class Doctor:
             summary = f"user {user_id} exists: {answer.body.get('username')!r}"
             self.add(Check("user", "pass", summary, data=answer.body))
         elif answer.status == 404:
-            self.add(self.missing("user", user_id, None, "User not found", [
+            self.add(self.missing("user", user_id, "auto_user_on_ws", "a socket for it with ?username= creates it", "User not found", [
                 "create the user (POST /users) and use the id it answers with",
                 "or set ALLOW_WEBSOCKET_AUTO_USERS=true and open the socket with ?username=",
             ]))
         else:
             self.add(Check("user", "fail", f"GET /users/{user_id} {answer.describe()}"))
 
-    def missing(self, what: str, ident: str, auto_flag: str | None, reason: str,
+    def missing(self, what: str, ident: str, auto_flag: str, auto_effect: str, reason: str,
                 advice: list[str]) -> Check:
-        if auto_flag and self.flags and self.flags.get(auto_flag):
-            return Check(what, "warn", f"{what} {ident} does not exist, but a socket for it "
-                         f"creates it ({auto_flag}=true)")
+        if self.flags and self.flags.get(auto_flag):
+            return Check(what, "warn", f"{what} {ident} does not exist, but {auto_effect} "
+                         f"({auto_flag}=true)")
         summary = f"{what} {ident} does not exist: a socket for it is closed with 4004 {reason}"
         return Check(what, "fail", summary, advice)
 
@@ -204,7 +204,7 @@ class Doctor:
     # -- WebSocket --------------------------------------------------------
 
     async def check_websocket(self) -> None:
-        room, user, probing = await self.socket_target()
+        room, user, probing = self.socket_target()
         query = {"token": self.args.token} if self.args.token else {}
         url = socket_url(self.bases.ws, room, user, query)
         outcome = await open_socket(self.session, url, origin=self.args.origin,
@@ -215,27 +215,24 @@ class Doctor:
             if outcome.ws is not None:
                 await outcome.ws.close()
 
-    async def socket_target(self) -> tuple[str, str, bool]:
+    def socket_target(self) -> tuple[str, str, bool]:
         """The room and user to open a socket for, and whether they are a probe.
 
-        Without --room/--user the doctor uses a made-up user, which the server
-        refuses with 4004 after accepting the handshake: proof enough that the
-        upgrade got through, and nothing is created. Where sockets create
-        unknown rooms, it borrows an existing room so that no room appears.
+        Without --room/--user the doctor uses a made-up user id and no
+        username, which the server refuses with 4004 after accepting the
+        handshake: proof enough that the upgrade got through. The server
+        checks the user before it auto-creates anything, so nothing is created.
         """
         if self.args.room and self.args.user:
             return self.args.room, self.args.user, False
         probe = f"doctor-probe-{secrets.token_hex(4)}"
-        room = self.args.room or probe
-        if not self.args.room and self.flags and self.flags.get("auto_create_on_ws"):
-            rooms = await self.get("/rooms")
-            if rooms.status == 200 and isinstance(rooms.body, list) and rooms.body:
-                room = rooms.body[0].get("id", probe)
-        return room, self.args.user or probe, True
+        return self.args.room or probe, self.args.user or probe, True
 
     def judge_socket(self, outcome: SocketOutcome, url: str, probing: bool) -> Check:
         if outcome.kind == "plain_http":
-            via = f" (the answer came from {outcome.server_header})" if outcome.server_header else ""
+            # Behind nginx the answer names nginx: that is the piece to fix.
+            proxy = outcome.server_header if "aiohttp" not in outcome.server_header else ""
+            via = f" (answered by {proxy})" if proxy else ""
             return Check("websocket", "fail", f"GET {url}: {outcome.describe()}{via}", [
                 "a proxy between you and the server does not forward the Upgrade and "
                 "Connection headers, so the server saw an ordinary GET",
@@ -294,14 +291,16 @@ class Doctor:
         name = "production: auto-creation"
         if not self.flags:
             return Check(name, "skip", "unknown: /_debug did not answer")
-        keys = ("auto_create_on_ws", "auto_create_on_join", "auto_user_on_join")
+        keys = [k for k in ("auto_create_on_ws", "auto_user_on_ws", "auto_create_on_join",
+                            "auto_user_on_join") if k in self.flags]
         off = [k for k in keys if not self.flags.get(k)]
         if not off:
             return Check(name, "pass", "rooms and users are created on demand, as old front ends expect")
         return Check(name, "warn", f"off: {', '.join(off)}", [
             "front ends must create users and rooms before connecting (POST /users, POST /rooms, "
             "join, then the socket), or their sockets close with 4004",
-            "or set ALLOW_WEBSOCKET_AUTO_ROOMS, ALLOW_JOIN_AUTO_ROOMS, ALLOW_JOIN_AUTO_USERS to true",
+            "or set ALLOW_WEBSOCKET_AUTO_ROOMS, ALLOW_WEBSOCKET_AUTO_USERS, ALLOW_JOIN_AUTO_ROOMS "
+            "and ALLOW_JOIN_AUTO_USERS to true",
         ])
 
     def production_tokens(self) -> Check:
@@ -358,6 +357,12 @@ def flag_meanings(flags: dict) -> list[str]:
     else:
         lines.append("a socket for an unknown room is closed with 4004 Room not found: create the "
                      "room first (POST /rooms), or set ALLOW_WEBSOCKET_AUTO_ROOMS=true")
+    if "auto_user_on_ws" in flags:
+        if flags["auto_user_on_ws"]:
+            lines.append("a socket for an unknown user with ?username= creates the user")
+        else:
+            lines.append("a socket for an unknown user is closed with 4004 User not found: create "
+                         "the user first (POST /users), or set ALLOW_WEBSOCKET_AUTO_USERS=true")
     if flags.get("auto_create_on_join"):
         lines.append("joining an unknown room (POST /rooms/{id}/join) creates it")
     else:
@@ -367,6 +372,9 @@ def flag_meanings(flags: dict) -> list[str]:
     else:
         lines.append("joining with an unknown user_id answers 404 User not found: create users "
                      "with POST /users first (ALLOW_JOIN_AUTO_USERS=false)")
+    if flags.get("require_tokens"):
+        lines.append("sockets and joins of existing users must carry the user's token, or "
+                     "they are refused (4001 Unauthorized)")
     if flags.get("has_rooms") is False:
         lines.append("no room exists yet")
     if flags.get("has_users") is False:

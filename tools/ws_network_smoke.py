@@ -41,7 +41,7 @@ from _checks import (
 
 STEPS = (
     "create user",
-    "create room",
+    "create room",  # "use room" with --room
     "join room",
     "connect socket",
     "receive join message",
@@ -166,9 +166,9 @@ class Smoke:
         answer = await http_call(self.session, "GET", f"{self.bases.api}/rooms/{self.room_id}")
         if answer.status == 200:
             name = answer.body.get("name") if isinstance(answer.body, dict) else "?"
-            self.report.passed("create room", f"using existing room id={self.room_id} name={name}")
+            self.report.passed("use room", f"id={self.room_id} name={name} (given with --room)")
         else:
-            self.report.failed("create room", f"room {self.room_id} (--room): {http_failure(answer)}")
+            self.report.failed("use room", f"room {self.room_id}: {http_failure(answer)}")
 
     async def join_room(self) -> None:
         if self.user is None or self.room_id is None:
