@@ -38,7 +38,7 @@ class Peer:
     """One open socket in a room and what is waiting to be written to it."""
 
     __slots__ = ("ws", "transport", "room_id", "user_id", "username", "address",
-                 "bucket", "outbox", "held", "close_code")
+                 "bucket", "outbox", "held", "replayed_through", "close_code")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, room_id: str, user_id: str,
                  username: str, address: str, bucket: TokenBucket | None) -> None:
@@ -52,6 +52,7 @@ class Peer:
         self.outbox: list[bytes] | None = None
         # While a reconnecting socket replays history, live frames wait here with their seq.
         self.held: list[tuple[int | None, bytes]] | None = None
+        self.replayed_through: int | None = None
         self.close_code: int | None = None  # set when the server closes the socket itself
 
 
@@ -108,8 +109,7 @@ class Hub:
             if peer.held is None:
                 self.send(peer, frame)
             else:
-                peer.held.append((seq, frame))
-        self.metrics.frames_delivered.inc(len(room))
+                self._deliver_after_replay(peer, frame, seq)
 
     def send(self, peer: Peer, frame: bytes) -> None:
         """Queue a frame for one socket; it is written with the others at the end of this loop iteration."""
@@ -124,13 +124,29 @@ class Hub:
     def hold(self, peer: Peer) -> None:
         """Keep live frames back while the socket replays what it missed."""
         peer.held = []
+        peer.replayed_through = None
 
-    def release(self, peer: Peer, replayed_up_to: int) -> None:
-        """Send the frames held during the replay, skipping messages the replay already sent."""
-        held, peer.held = peer.held or [], None
+    def release(self, peer: Peer, replayed_through: int) -> None:
+        """End the replay: send the held frames, skipping messages the replay already sent."""
+        held, peer.held = peer.held or [], []
+        peer.replayed_through = replayed_through
         for seq, frame in held:
-            if seq is None or seq > replayed_up_to:
+            if peer.held is None:
                 self.send(peer, frame)
+            else:
+                self._deliver_after_replay(peer, frame, seq)
+
+    def _deliver_after_replay(self, peer: Peer, frame: bytes, seq: int | None) -> None:
+        if peer.replayed_through is None:
+            peer.held.append((seq, frame))  # the replay is still running
+        elif seq is None:
+            self.send(peer, frame)
+        elif seq > peer.replayed_through:
+            # Caught up. A message can be committed (and replayed) before it is published,
+            # so older seqs may arrive until now; as a room's messages are published in
+            # seq order, none can follow this one.
+            peer.held = peer.replayed_through = None
+            self.send(peer, frame)
 
     def flush(self, peer: Peer) -> None:
         """Write the socket's queued frames now."""
@@ -141,6 +157,7 @@ class Hub:
         if peer.ws.closed or transport.is_closing():
             return  # a close frame has gone out; nothing may follow it
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        self.metrics.frames_delivered.inc(len(frames))
         if self.send_queue_limit and transport.get_write_buffer_size() > self.send_queue_limit:
             self._drop_slow(peer)
 
@@ -166,6 +183,7 @@ class Hub:
     async def close(self, peer: Peer, code: int, reason: str) -> None:
         """Close a socket with a code and reason; drop the connection if the peer does not answer in time."""
         peer.close_code = code
+        self.flush(peer)  # what the socket is owed goes out before the close frame
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await peer.ws.close(code=code, message=reason.encode())

@@ -17,7 +17,7 @@ class Metrics:
         self.active_rooms = Gauge("chat_active_rooms", "Rooms with at least one open socket", registry=self.registry)
         self.messages_stored = Counter("chat_messages_stored", "Chat messages committed", registry=self.registry)
         self.frames_delivered = Counter(
-            "chat_frames_delivered", "Frames handed to sockets by room broadcasts", registry=self.registry)
+            "chat_frames_delivered", "Frames written to sockets", registry=self.registry)
         self.socket_closes = Counter(
             "chat_socket_closes", "WebSocket closes, by close code", ["code"], registry=self.registry)
         self.slow_consumer_drops = Counter(
