@@ -1,0 +1,320 @@
+"""deploy/nginx.conf and deploy/chat.service, exercised for real.
+
+nginx runs with the shipped site file, moved onto loopback ports and given a
+test certificate, in front of a live server; the smoke tool and the doctor
+go through it over https/wss. The unit is checked by systemd-analyze.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from test_tools import DOCTOR, REPO, SMOKE, LiveServer, StartServer, free_port, run_tool, start_server, statuses
+
+__all__ = ["start_server"]  # the fixture, imported so that pytest finds it here too
+
+SITE = REPO / "deploy" / "nginx.conf"
+UNIT = REPO / "deploy" / "chat.service"
+
+needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
+                                 reason="nginx is not installed (apt-get install nginx)")
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="openssl is not installed (apt-get install openssl)")
+needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                                           reason="systemd-analyze is not installed")
+
+
+def nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+# -- rendering the shipped site onto loopback ---------------------------------------
+
+
+@dataclass
+class SitePorts:
+    http: int
+    https: int
+    upstream: int
+
+
+def replace_once(text: str, old: str, new: str) -> str:
+    # Exactly once: if the shipped file changes shape, the test says so
+    # instead of quietly testing something else.
+    assert text.count(old) == 1, f"deploy/nginx.conf should contain {old!r} once"
+    return text.replace(old, new)
+
+
+def render_site(ports: SitePorts, cert: Path, key: Path, *, drop_upgrade: bool = False) -> str:
+    site = SITE.read_text()
+    site, ipv6_listens = re.subn(r"^\s*listen \[::\]:\d+.*\n", "", site, flags=re.M)
+    assert ipv6_listens == 2
+    site = replace_once(site, "listen 80;", f"listen 127.0.0.1:{ports.http};")
+    site = replace_once(site, "listen 443 ssl;", f"listen 127.0.0.1:{ports.https} ssl;")
+    site = replace_once(site, "server 127.0.0.1:8000;", f"server 127.0.0.1:{ports.upstream};")
+    site = replace_once(site, "/etc/letsencrypt/live/chat.example.com/fullchain.pem", str(cert))
+    site = replace_once(site, "/etc/letsencrypt/live/chat.example.com/privkey.pem", str(key))
+    if drop_upgrade:
+        # The mistake the doctor diagnoses: a /ws/ location without the upgrade headers.
+        site, dropped = re.subn(r"^\s*proxy_set_header (Upgrade|Connection \$connection_upgrade).*\n",
+                                "", site, flags=re.M)
+        assert dropped == 2
+    return site
+
+
+def main_config(workdir: Path, site: Path) -> str:
+    """What /etc/nginx/nginx.conf gives a site, with every path in workdir."""
+    # As root, workers would switch to "nobody", who cannot enter the test's folder.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {workdir}/{kind}_temp;"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {workdir}/access.log;
+{temp_paths}
+    include {site};
+}}
+"""
+
+
+def make_certificate(workdir: Path) -> tuple[Path, Path]:
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nginx not listening on {port} within {seconds} s")
+
+
+@dataclass
+class Proxy:
+    https_url: str
+    http_url: str
+    cert: Path  # trust it with SSL_CERT_FILE, as a client trusts a real CA
+
+
+StartNginx = Callable[..., Proxy]
+
+
+@pytest.fixture
+def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
+    started: list[subprocess.Popen] = []
+
+    def start(upstream: LiveServer, *, drop_upgrade: bool = False) -> Proxy:
+        workdir = tmp_path / f"nginx-{len(started)}"
+        workdir.mkdir()
+        cert, key = make_certificate(workdir)
+        ports = SitePorts(http=free_port(), https=free_port(), upstream=int(upstream.url.rsplit(":", 1)[1]))
+        site = workdir / "chat-site.conf"
+        site.write_text(render_site(ports, cert, key, drop_upgrade=drop_upgrade))
+        conf = workdir / "nginx.conf"
+        conf.write_text(main_config(workdir, site))
+        base = [nginx_binary(), "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
+        check = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        process = subprocess.Popen([*base, "-g", "daemon off;"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(process)
+        wait_for_port(ports.https, process)
+        return Proxy(f"https://127.0.0.1:{ports.https}", f"http://127.0.0.1:{ports.http}", cert)
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGQUIT)  # nginx's graceful stop
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+def trusting(proxy: Proxy) -> dict[str, str]:
+    return {"SSL_CERT_FILE": str(proxy.cert)}
+
+
+# -- nginx ------------------------------------------------------------------------------
+
+
+@needs_nginx
+@needs_openssl
+async def test_smoke_passes_through_nginx_over_https_and_wss(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    # Production defaults: CORS closed to other origins, so the same-host
+    # Origin below only passes if nginx hands the server the browser's Host.
+    server = start_server(ENVIRONMENT="production")
+    proxy = start_nginx(server)
+    page_origin = proxy.https_url
+
+    run = await run_tool(SMOKE, "--url", proxy.https_url, "--origin", page_origin, env=trusting(proxy))
+
+    assert run.status == 0, run.out + run.err
+    assert run.lines[0] == f"smoke test of {proxy.https_url} (socket wss://{proxy.https_url[8:]})"
+    assert run.line("PASS connect socket:").startswith(f"PASS connect socket: wss://{proxy.https_url[8:]}/ws/")
+    assert run.lines[-1] == "smoke test passed (8/8 steps)"
+
+
+@needs_nginx
+@needs_openssl
+async def test_plain_http_is_redirected_to_https(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    proxy = start_nginx(start_server())
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{proxy.http_url}/chat", allow_redirects=False) as resp:
+            assert resp.status == 301
+            assert resp.headers["Location"] == "https://127.0.0.1/chat"
+
+
+@needs_nginx
+@needs_openssl
+async def test_doctor_production_checklist_passes_through_nginx(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    server = start_server(ENVIRONMENT="production", CORS_ORIGINS="https://app.example.com",
+                          REQUIRE_TOKENS="true")
+    proxy = start_nginx(server)
+
+    run = await run_tool(DOCTOR, proxy.https_url, "--production", "--origin", "https://app.example.com",
+                         "--json", env=trusting(proxy))
+
+    assert run.status == 0, run.out
+    report = run.json()
+    assert report["socket_url"] == f"wss://{proxy.https_url[8:]}"
+    assert all(status == "pass" for name, status in statuses(report) if name != "flags"), run.out
+
+
+@needs_nginx
+@needs_openssl
+async def test_doctor_names_nginx_when_the_upgrade_lines_are_missing(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    proxy = start_nginx(start_server(), drop_upgrade=True)
+
+    run = await run_tool(DOCTOR, proxy.https_url, env=trusting(proxy))
+    smoke = await run_tool(SMOKE, "--url", proxy.https_url, env=trusting(proxy))
+
+    assert run.status == 1
+    websocket = run.line("FAIL websocket:")
+    assert "the handshake was answered with plain HTTP 400 instead of 101 Switching Protocols" in websocket
+    assert websocket.endswith("(answered by nginx/" + websocket.rsplit("nginx/", 1)[1])
+    assert "         proxy_set_header Upgrade $http_upgrade;" in run.lines
+    assert smoke.status == 1
+    assert smoke.line("FAIL connect socket:").startswith(
+        "FAIL connect socket: the handshake was answered with plain HTTP 400")
+
+
+@needs_nginx
+@needs_openssl
+async def test_sigterm_closes_sockets_through_nginx_with_1001_and_exits_in_time(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    server = start_server(ALLOW_WEBSOCKET_AUTO_ROOMS="true", ALLOW_WEBSOCKET_AUTO_USERS="true")
+    proxy = start_nginx(server)
+    stop_budget = float(unit_setting("TimeoutStopSec"))
+    socket_url = f"wss://{proxy.https_url[8:]}/ws/lobby/u-1?username=alice"
+
+    ssl_context = ssl.create_default_context(cafile=str(proxy.cert))
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(socket_url, ssl=ssl_context) as ws:
+            joined = await ws.receive_json(timeout=5)
+            assert joined["type"] == "user_joined"
+            started = time.monotonic()
+            server.process.send_signal(signal.Signals[unit_setting("KillSignal")])
+            closing = await ws.receive(timeout=stop_budget)
+            assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 1001)
+
+    code = await asyncio.to_thread(server.process.wait, stop_budget)
+    assert code == 0
+    assert time.monotonic() - started < stop_budget
+
+
+# -- systemd ------------------------------------------------------------------------------
+
+
+def unit_setting(key: str) -> str:
+    values = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith(f"{key}=")]
+    assert len(values) == 1, f"deploy/chat.service should set {key} once"
+    return values[0]
+
+
+def runnable_copy(tmp_path: Path) -> Path:
+    """The unit with ExecStart pointing at this checkout, which exists here:
+    systemd-analyze refuses a program that is not on the machine."""
+    unit = UNIT.read_text()
+    unit = replace_once(unit, "ExecStart=/opt/chat/.venv/bin/python /opt/chat/run.py",
+                        f"ExecStart={sys.executable} {REPO / 'run.py'}")
+    copy = tmp_path / "chat.service"
+    copy.write_text(unit)
+    return copy
+
+
+@needs_systemd_analyze
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", str(runnable_copy(tmp_path))],
+                            capture_output=True, text=True, timeout=60)
+
+    # verify exits 0 even for an unknown key; it only says so. Silence is the pass.
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@needs_systemd_analyze
+def test_unit_is_hardened(tmp_path: Path) -> None:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(runnable_copy(tmp_path))],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0 and "offline" in result.stderr:
+        pytest.skip("this systemd-analyze has no offline security check")
+
+    level = re.search(r"Overall exposure level for chat\.service: ([\d.]+) (\w+)", result.stdout)
+    assert level, result.stdout + result.stderr
+    # 0 is fully locked down, 10 is nothing at all; below 2 systemd calls it OK.
+    assert float(level.group(1)) < 2.0, result.stdout
+
+
+def test_unit_runs_unprivileged_keeps_state_and_stops_gracefully() -> None:
+    assert unit_setting("User") == "chat"
+    assert unit_setting("StateDirectory") == "chat"
+    assert unit_setting("WorkingDirectory") == "%S/chat"
+    assert "Environment=DATABASE_PATH=%S/chat/chat.db" in UNIT.read_text().splitlines()
+    assert unit_setting("Restart") == "on-failure"
+    assert unit_setting("KillSignal") == "SIGTERM"
+    assert unit_setting("KillMode") == "mixed"
