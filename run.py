@@ -8,6 +8,7 @@ import sqlite3
 import sys
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from server import create_app
 from server.config import Config, ConfigError
@@ -15,6 +16,14 @@ from server.db import MigrationError
 
 # Seconds a stop (SIGINT or SIGTERM) waits for requests still running after sockets got 1001.
 SHUTDOWN_TIMEOUT = 5.0
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request, without the query string: a socket's `?token=` must not reach the logs."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.debug('%s "%s %s" %d %.1fms', request.remote, request.method, request.path,
+                          response.status, time * 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             shutdown_timeout=SHUTDOWN_TIMEOUT, print=None,
             # Per-request lines only at DEBUG: the proxy in front logs requests, and they cost CPU.
             access_log=logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None,
+            access_log_class=AccessLogger,
         )
     except (MigrationError, sqlite3.Error, OSError) as exc:
         log.error("Cannot start: %s", exc)

@@ -1,9 +1,130 @@
-"""The OpenAPI document of the HTTP API, served at /openapi.json."""
+"""The OpenAPI 3 document of the HTTP API, served at /openapi.json (the socket is described in API.md)."""
+
+from __future__ import annotations
 
 from typing import Any
 
 from .config import VERSION
+from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME
+
+
+def _text(max_length: int | None = None, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", **extra}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return schema
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required if required is not None else list(properties)}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {401: "Missing or wrong token", 403: "Origin not allowed", 404: "Not found",
+               413: "Body too large", 422: "Invalid input"}
+    return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _text(MAX_ID)}
+
+
+def _query_int(name: str, description: str, minimum: int, maximum: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+TIMESTAMP = _text(format="date-time", description="ISO 8601 UTC, ending in Z")
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"detail": _text()}),
+    "User": _object({"id": _text(), "username": _text(), "joined_at": TIMESTAMP}),
+    "NewUser": _object({"id": _text(), "username": _text(), "joined_at": TIMESTAMP,
+                        "token": _text(description="Shown once, here only")}),
+    "Room": _object({"id": _text(), "name": _text(), "created_at": TIMESTAMP,
+                     "users": {"type": "array", "items": _text(), "description": "Member user ids"}}),
+    "Message": _object({"id": _text(), "seq": {"type": "integer", "minimum": 1}, "room_id": _text(),
+                        "user_id": _text(), "username": _text(), "content": _text(), "timestamp": TIMESTAMP}),
+    "Presence": _object({"user_id": _text(), "username": _text(), "connections": {"type": "integer", "minimum": 1}}),
+    "Joined": _object({"message": _text(), "token": _text(description="Only when the join created the user")},
+                      ["message"]),
+    "Health": _object({
+        "status": _text(enum=["healthy", "unhealthy"]), "timestamp": TIMESTAMP, "version": _text(),
+        "environment": _text(),
+        "services": _object({"api": _text(), "websocket": _text(), "database": _text()}),
+        "stats": _object({name: {"type": "integer", "nullable": True} for name in (
+            "active_rooms", "active_users", "total_messages", "connections", "rooms", "users")}),
+    }),
+    "DebugFlags": _object({name: {"type": "boolean"} for name in (
+        "auto_create_on_ws", "auto_user_on_ws", "auto_create_on_join", "auto_user_on_join", "require_tokens",
+        "has_rooms", "has_users")} | {"environment": _text()}),
+    "Service": _object({"message": _text(), "version": _text(), "health": _text(), "chat": _text(),
+                        "docs": _text()}),
+}
 
 
 def openapi_document() -> dict[str, Any]:
-    return {"openapi": "3.0.3", "info": {"title": "Chat rooms", "version": VERSION}, "paths": {}}
+    room_id, user_id = _path_id("room_id"), _path_id("user_id")
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Chat rooms", "version": VERSION,
+                 "description": "HTTP API of the chat server. The socket /ws/{room_id}/{user_id} is in API.md."},
+        "paths": {
+            "/": {"get": {"summary": "Service info", "responses": {"200": _json(_ref("Service"))}}},
+            "/health": {"get": {"summary": "Health and live stats", "responses": {
+                "200": _json(_ref("Health")), "503": _json(_ref("Health"), "The database does not answer")}}},
+            "/_debug": {"get": {"summary": "Effective auto-creation flags", "responses": {
+                "200": _json(_ref("DebugFlags"))}}},
+            "/users": {
+                "get": {"summary": "All users", "responses": {"200": _json({"type": "array", "items": _ref("User")})}},
+                "post": {"summary": "Create a user", "requestBody": _body(_object(
+                    {"username": _text(MAX_USERNAME, minLength=2)})),
+                    "responses": {"200": _json(_ref("NewUser")), **_errors(403, 413, 422)}},
+            },
+            "/users/{user_id}": {"get": {"summary": "One user", "parameters": [user_id], "responses": {
+                "200": _json(_ref("User")), **_errors(404)}}},
+            "/rooms": {
+                "get": {"summary": "All rooms", "responses": {"200": _json({"type": "array", "items": _ref("Room")})}},
+                "post": {"summary": "Create a room", "requestBody": _body(_object(
+                    {"name": _text(MAX_ROOM_NAME, minLength=1)})),
+                    "responses": {"200": _json(_ref("Room")), **_errors(403, 413, 422)}},
+            },
+            "/rooms/{room_id}": {"get": {"summary": "One room", "parameters": [room_id], "responses": {
+                "200": _json(_ref("Room")), **_errors(404)}}},
+            "/rooms/{room_id}/messages": {"get": {
+                "summary": "A page of a room's messages, oldest first",
+                "parameters": [room_id, _query_int("limit", "Page size (default 50)", 1, 1000),
+                               _query_int("before", "Only messages with a smaller seq", 0),
+                               _query_int("after", "Only messages with a larger seq", 0)],
+                "responses": {"200": _json({"type": "array", "items": _ref("Message")}), **_errors(404, 422)}}},
+            "/rooms/{room_id}/presence": {"get": {"summary": "Who is connected now", "parameters": [room_id],
+                                                  "responses": {"200": _json({"type": "array",
+                                                                              "items": _ref("Presence")}),
+                                                                **_errors(404)}}},
+            "/rooms/{room_id}/join": {"post": {
+                "summary": "Join a room (before opening its socket)", "parameters": [room_id],
+                "requestBody": _body(_object({"user_id": _text(MAX_ID), "username": _text(MAX_USERNAME),
+                                              "token": _text(200)}, ["user_id"])),
+                "responses": {"200": _json(_ref("Joined")), **_errors(401, 403, 404, 413, 422)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+                "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _text()}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}},
+            "/chat": {"get": {"summary": "The chat page", "responses": {
+                "200": {"description": "HTML", "content": {"text/html": {"schema": _text()}}}}}},
+        },
+        "components": {"schemas": SCHEMAS},
+    }

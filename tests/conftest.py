@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,3 +29,13 @@ def make_client(aiohttp_client: Any, tmp_path: Any) -> MakeClient:
 @pytest.fixture
 async def client(make_client: MakeClient) -> TestClient:
     return await make_client()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    """With CHAT_REQUIRE_ALL set (as in CI), a test skipped for want of chromium or nginx fails instead."""
+    report = yield
+    if report.skipped and os.environ.get("CHAT_REQUIRE_ALL") and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but CHAT_REQUIRE_ALL is set: {report.longrepr}"
+    return report

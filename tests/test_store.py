@@ -1,0 +1,73 @@
+"""The SQLite file: migrations applied once, data surviving a restart, readable with sqlite3."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from server import create_app
+from server.config import Config
+from server.db import Database, MigrationError, migration_files
+
+from helpers import connect, create_room, create_user, send_and_receive
+
+
+async def test_a_fresh_database_is_migrated_to_the_last_file(tmp_path):
+    path = tmp_path / "chat.db"
+    db = await Database.open(path)
+    await db.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == migration_files()[-1][0]
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"users", "rooms", "memberships", "messages"} <= tables
+
+
+async def test_migrations_run_once_and_only_once(tmp_path, caplog):
+    path = tmp_path / "chat.db"
+    db = await Database.open(path)
+    user, _ = await db.create_user("alice")
+    await db.close()
+    caplog.clear()
+    db = await Database.open(path)  # a second start applies nothing and keeps the data
+    assert await db.get_user(user["id"]) == user
+    await db.close()
+    assert "Applied migration" not in caplog.text
+
+
+async def test_a_database_from_a_newer_server_is_refused(tmp_path):
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 9999")
+    with pytest.raises(MigrationError, match="schema version 9999, newer than this server's"):
+        await Database.open(path)
+
+
+async def test_everything_survives_an_app_restart(aiohttp_client, tmp_path):
+    config = Config(db_path=tmp_path / "chat.db")
+    client = await aiohttp_client(create_app(config))
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    first = await send_and_receive(ws, "before the restart")
+    await ws.close()
+    await client.close()
+
+    client = await aiohttp_client(create_app(config))
+    assert (await (await client.get(f"/users/{user['id']}")).json())["username"] == "alice"
+    assert (await (await client.get(f"/rooms/{room['id']}")).json())["users"] == [user["id"]]
+    assert await (await client.get(f"/rooms/{room['id']}/messages")).json() == [
+        {key: value for key, value in first.items() if key != "type"}]
+    ws = await connect(client, room["id"], user["id"])
+    assert (await send_and_receive(ws, "after the restart"))["seq"] == 2  # numbering goes on
+    await ws.close()
+
+
+async def test_tokens_are_stored_hashed(client, tmp_path):
+    user = await create_user(client)
+    with sqlite3.connect(tmp_path / "chat.db") as conn:
+        stored = conn.execute("SELECT token_hash FROM users WHERE id = ?", (user["id"],)).fetchone()[0]
+        dump = "\n".join(conn.iterdump())
+    assert stored != user["token"] and len(stored) == 64
+    assert user["token"] not in dump
