@@ -61,7 +61,8 @@ def replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def render_site(ports: SitePorts, cert: Path, key: Path, *, drop_upgrade: bool = False) -> str:
+def render_site(ports: SitePorts, cert: Path, key: Path, *, drop_upgrade: bool = False,
+                drop_host: bool = False) -> str:
     site = SITE.read_text()
     site, ipv6_listens = re.subn(r"^\s*listen \[::\]:\d+.*\n", "", site, flags=re.M)
     assert ipv6_listens == 2
@@ -74,6 +75,10 @@ def render_site(ports: SitePorts, cert: Path, key: Path, *, drop_upgrade: bool =
         # The mistake the doctor diagnoses: a /ws/ location without the upgrade headers.
         site, dropped = re.subn(r"^\s*proxy_set_header (Upgrade|Connection \$connection_upgrade).*\n",
                                 "", site, flags=re.M)
+        assert dropped == 2
+    if drop_host:
+        # The other classic: nginx then sends "Host: chat_backend".
+        site, dropped = re.subn(r"^\s*proxy_set_header Host .*\n", "", site, flags=re.M)
         assert dropped == 2
     return site
 
@@ -137,13 +142,13 @@ StartNginx = Callable[..., Proxy]
 def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
     started: list[subprocess.Popen] = []
 
-    def start(upstream: LiveServer, *, drop_upgrade: bool = False) -> Proxy:
+    def start(upstream: LiveServer, **mistakes: bool) -> Proxy:
         workdir = tmp_path / f"nginx-{len(started)}"
         workdir.mkdir()
         cert, key = make_certificate(workdir)
         ports = SitePorts(http=free_port(), https=free_port(), upstream=int(upstream.url.rsplit(":", 1)[1]))
         site = workdir / "chat-site.conf"
-        site.write_text(render_site(ports, cert, key, drop_upgrade=drop_upgrade))
+        site.write_text(render_site(ports, cert, key, **mistakes))
         conf = workdir / "nginx.conf"
         conf.write_text(main_config(workdir, site))
         base = [nginx_binary(), "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
@@ -241,6 +246,21 @@ async def test_doctor_names_nginx_when_the_upgrade_lines_are_missing(
     assert smoke.status == 1
     assert smoke.line("FAIL connect socket:").startswith(
         "FAIL connect socket: the handshake was answered with plain HTTP 400")
+
+
+@needs_nginx
+@needs_openssl
+async def test_doctor_explains_a_proxy_that_hides_the_browsers_host(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    proxy = start_nginx(start_server(ENVIRONMENT="production"), drop_host=True)
+
+    run = await run_tool(DOCTOR, proxy.https_url, "--origin", proxy.https_url, env=trusting(proxy))
+
+    assert run.status == 1
+    assert run.line("FAIL websocket:").endswith(
+        f"then closed with 4003 Origin not allowed, although {proxy.https_url} is this server's own address")
+    assert run.lines[run.lines.index(run.line("FAIL websocket:")) + 2] == "         proxy_set_header Host $http_host;"
 
 
 @needs_nginx

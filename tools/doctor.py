@@ -45,6 +45,12 @@ from _checks import (
 # lets every site through.
 PROBE_ORIGIN = "https://doctor-probe.invalid"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+HOST_HEADER_ADVICE = (
+    "this origin is the server's own address, which the server always allows: the proxy in "
+    "front does not pass on the Host the browser sent; add to the proxy's /ws/ and / "
+    "locations (nginx):"
+)
+HOST_HEADER_FIX = "proxy_set_header Host $http_host;"
 
 
 @dataclass
@@ -197,9 +203,12 @@ class Doctor:
                            f"(Access-Control-Allow-Origin: {allowed})"))
         else:
             got = "no Access-Control-Allow-Origin" if not allowed else f"Access-Control-Allow-Origin: {allowed}"
-            self.add(Check("cors", "fail", f"origin {origin} is refused: the preflight "
-                           f"{answer.describe()} with {got}; a page at {origin} cannot call "
-                           "the API, and its sockets are closed with 4003", cors_advice(origin)))
+            summary = (f"origin {origin} is refused: the preflight {answer.describe()} with {got}; "
+                       f"a page at {origin} cannot call the API, and its sockets are closed with 4003")
+            if self.origin_is_own_address():
+                self.add(Check("cors", "fail", summary, [HOST_HEADER_ADVICE], fix=HOST_HEADER_FIX))
+            else:
+                self.add(Check("cors", "fail", summary, cors_advice(origin)))
 
     # -- WebSocket --------------------------------------------------------
 
@@ -261,9 +270,20 @@ class Doctor:
                          "expected for the made-up id the doctor used; give --room and --user "
                          "to try a real pair")
         advice = [close_advice(outcome.close_code, outcome.close_reason)]
+        if outcome.close_code == 4003 and self.origin_is_own_address():
+            # The server always allows its own host, so it was shown another Host.
+            return Check("websocket", "fail", f"{url}: upgraded (101), then {closed}, although "
+                         f"{self.args.origin} is this server's own address", [HOST_HEADER_ADVICE],
+                         fix=HOST_HEADER_FIX)
         if outcome.close_code == 4003:
             advice.append(cors_advice(self.args.origin or "")[0])
         return Check("websocket", "fail", f"{url}: upgraded (101), then {closed}", advice)
+
+    def origin_is_own_address(self) -> bool:
+        if not self.args.origin:
+            return False
+        origin, api = urlsplit(self.args.origin), urlsplit(self.bases.api)
+        return (origin.scheme, origin.netloc) == (api.scheme, api.netloc)
 
     # -- production -------------------------------------------------------
 
