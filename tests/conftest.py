@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from server import create_app
 from server.config import Config
+from server_process import ServerProcess
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 
@@ -39,3 +41,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"skipped, but CHAT_REQUIRE_ALL is set: {report.longrepr}"
     return report
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start `run.py` in a child process with extra environment variables; all are stopped at the end."""
+    servers: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        n = len(servers)
+        server = ServerProcess(tmp_path / f"chat{n}.db", tmp_path / f"server{n}.log", env)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.kill()
