@@ -25,9 +25,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from test_tools import DOCTOR, REPO, SMOKE, LiveServer, StartServer, free_port, run_tool, start_server, statuses
-
-__all__ = ["start_server"]  # the fixture, imported so that pytest finds it here too
+from server_process import ServerProcess, free_port
+from test_tools import DOCTOR, REPO, SMOKE, StartServer, run_tool, statuses
 
 SITE = REPO / "deploy" / "nginx.conf"
 UNIT = REPO / "deploy" / "chat.service"
@@ -142,11 +141,11 @@ StartNginx = Callable[..., Proxy]
 def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
     started: list[subprocess.Popen] = []
 
-    def start(upstream: LiveServer, **mistakes: bool) -> Proxy:
+    def start(upstream: ServerProcess, **mistakes: bool) -> Proxy:
         workdir = tmp_path / f"nginx-{len(started)}"
         workdir.mkdir()
         cert, key = make_certificate(workdir)
-        ports = SitePorts(http=free_port(), https=free_port(), upstream=int(upstream.url.rsplit(":", 1)[1]))
+        ports = SitePorts(http=free_port(), https=free_port(), upstream=upstream.port)
         site = workdir / "chat-site.conf"
         site.write_text(render_site(ports, cert, key, **mistakes))
         conf = workdir / "nginx.conf"

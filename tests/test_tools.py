@@ -10,106 +10,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from server_process import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "tools" / "ws_network_smoke.py"
 DOCTOR = REPO / "tools" / "doctor.py"
 
-# Settings of API.md that must not leak from the shell into a test server.
-SERVER_SETTINGS = (
-    "ENVIRONMENT", "ALLOW_WEBSOCKET_AUTO_ROOMS", "ALLOW_WEBSOCKET_AUTO_USERS",
-    "ALLOW_JOIN_AUTO_ROOMS", "ALLOW_JOIN_AUTO_USERS", "REQUIRE_TOKENS", "CORS_ORIGINS",
-    "CORS_ORIGIN_REGEX", "CORS_ALLOW_CREDENTIALS", "HOST", "PORT", "DATABASE_PATH",
-)
 SMOKE_STEPS = (
     "create user", "create room", "join room", "connect socket",
     "receive join message", "send message", "receive broadcast", "read history",
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server at {url} not healthy within {seconds} s")
-
-
-def stop(process: subprocess.Popen) -> int:
-    """SIGTERM, as systemd stops the service; SIGKILL only if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    return process.returncode
-
-
-@dataclass
-class LiveServer:
-    url: str
-    process: subprocess.Popen
-
-
-StartServer = Callable[..., LiveServer]
+StartServer = Callable[..., ServerProcess]  # the start_server fixture of conftest.py
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """Start `python run.py` with the given settings; stopped at teardown."""
-    started: list[subprocess.Popen] = []
-
-    def start(**settings: str) -> LiveServer:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if k not in SERVER_SETTINGS}
-        env.update(settings)
-        workdir = tmp_path / f"server-{port}"
-        workdir.mkdir()
-        cmd = [sys.executable, str(REPO / "run.py"), "--host", "127.0.0.1",
-               "--port", str(port), "--db", str(workdir / "chat.db")]
-        log = open(workdir / "server.log", "wb")
-        # cwd is a fresh folder so that no .env of the checkout is read.
-        process = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        started.append(process)
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, process)
-        return LiveServer(url, process)
-
-    yield start
-    for process in started:
-        stop(process)
-
-
-@pytest.fixture
-def server(start_server: StartServer) -> LiveServer:
+def server(start_server: StartServer) -> ServerProcess:
     return start_server()
 
 
@@ -178,7 +103,7 @@ def plain_proxy(upstream: str) -> web.Application:
 
 
 @pytest.fixture
-async def proxy_without_upgrade(server: LiveServer) -> AsyncIterator[str]:
+async def proxy_without_upgrade(server: ServerProcess) -> AsyncIterator[str]:
     runner = web.AppRunner(plain_proxy(server.url))
     await runner.setup()
     port = free_port()
@@ -191,7 +116,7 @@ async def proxy_without_upgrade(server: LiveServer) -> AsyncIterator[str]:
 # -- the smoke tool -------------------------------------------------------------
 
 
-async def test_smoke_passes_every_step_against_a_live_server(server: LiveServer) -> None:
+async def test_smoke_passes_every_step_against_a_live_server(server: ServerProcess) -> None:
     run = await run_tool(SMOKE, "--url", server.url)
 
     assert run.status == 0, run.out + run.err
@@ -203,14 +128,14 @@ async def test_smoke_passes_every_step_against_a_live_server(server: LiveServer)
     assert run.lines[-1] == "smoke test passed (8/8 steps)"
 
 
-async def test_smoke_reads_api_base_from_the_environment_as_before(server: LiveServer) -> None:
+async def test_smoke_reads_api_base_from_the_environment_as_before(server: ServerProcess) -> None:
     run = await run_tool(SMOKE, env={"API_BASE": server.url})
 
     assert run.status == 0, run.out
     assert run.lines[0] == f"smoke test of {server.url} (socket ws://{server.url[len('http://'):]})"
 
 
-async def test_smoke_diagnoses_an_unknown_room(server: LiveServer) -> None:
+async def test_smoke_diagnoses_an_unknown_room(server: ServerProcess) -> None:
     run = await run_tool(SMOKE, "--url", server.url, "--room", "no-such-room")
 
     assert run.status == 1
@@ -286,7 +211,7 @@ async def test_smoke_refuses_a_url_that_is_not_one() -> None:
 # -- the doctor -------------------------------------------------------------------
 
 
-async def test_doctor_finds_no_problem_with_a_healthy_server(server: LiveServer) -> None:
+async def test_doctor_finds_no_problem_with_a_healthy_server(server: ServerProcess) -> None:
     text = await run_tool(DOCTOR, server.url)
     report = (await run_tool(DOCTOR, server.url, "--json")).json()
 
@@ -303,7 +228,7 @@ async def test_doctor_finds_no_problem_with_a_healthy_server(server: LiveServer)
     assert flags["environment"] == "development" and flags["auto_create_on_ws"] is False
 
 
-async def test_doctor_connects_a_real_room_and_user(server: LiveServer) -> None:
+async def test_doctor_connects_a_real_room_and_user(server: ServerProcess) -> None:
     user = await create_user(server.url)
     async with aiohttp.ClientSession() as session:
         async with session.post(f"{server.url}/rooms", json={"name": "lobby"}) as resp:
@@ -316,7 +241,7 @@ async def test_doctor_connects_a_real_room_and_user(server: LiveServer) -> None:
     assert report["checks"][5]["summary"].endswith("upgraded (101) and received 'user_joined'")
 
 
-async def test_doctor_explains_an_unknown_room(server: LiveServer) -> None:
+async def test_doctor_explains_an_unknown_room(server: ServerProcess) -> None:
     user = await create_user(server.url)
     args = (server.url, "--room", "no-such-room", "--user", user["id"])
 
@@ -410,7 +335,7 @@ async def test_doctor_production_checklist_passes_a_production_setup(start_serve
     ]
 
 
-async def test_doctor_production_checklist_fails_a_development_setup(server: LiveServer) -> None:
+async def test_doctor_production_checklist_fails_a_development_setup(server: ServerProcess) -> None:
     run = await run_tool(DOCTOR, server.url, "--production")
 
     assert run.status == 1
