@@ -317,11 +317,9 @@ async function joinRoom(room) {
   setStatus("connecting", "Joining…");
 
   try {
-    const joined = await api("POST", roomPath(room.id, "/join"), {
-      user_id: state.user.id,
-      username: state.user.username,
-      token: state.user.token,
-    });
+    const body = { user_id: state.user.id, username: state.user.username };
+    if (state.user.token) body.token = state.user.token;
+    const joined = await api("POST", roomPath(room.id, "/join"), body);
     saveToken(joined && joined.token);  // only present when the server created the user
   } catch (error) {
     if (state.room === room) failJoin(error);

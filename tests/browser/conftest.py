@@ -1,0 +1,275 @@
+"""Browser tests: the real server in a subprocess, driven by headless Chromium.
+
+Chromium is Debian's `chromium` package, launched by Playwright's Python
+package (no browser download). Without either, these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # tests may run as root, where the sandbox cannot start
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+START_TIMEOUT_S = 20
+STOP_TIMEOUT_S = 10
+UI_TIMEOUT_MS = 10_000
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ChatServer:
+    """`run.py` as a child process on 127.0.0.1, stoppable and restartable."""
+
+    def __init__(self, db_path: Path, log_path: Path, env: dict[str, str]) -> None:
+        self.db_path = db_path
+        self.log_path = log_path
+        self.env = env
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--db", str(self.db_path)],
+                cwd=REPO_ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_until_healthy()
+
+    def _wait_until_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                pytest.fail(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"server did not answer /health within {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as an operator would; kill only if it hangs."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_S)
+            pytest.fail(f"server ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def restart(self, db_path: Path | None = None) -> None:
+        """Same port (so pages reconnect to the same address), same db unless told."""
+        self.stop()
+        if db_path is not None:
+            self.db_path = db_path
+        self.start()
+
+    def get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return json.load(response)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ChatServer]]:
+    """Starts a server with extra environment variables; all are stopped at the end."""
+    servers: list[ChatServer] = []
+
+    def start(**env: str) -> ChatServer:
+        n = len(servers)
+        server = ChatServer(tmp_path / f"chat{n}.db", tmp_path / f"server{n}.log",
+                            {"ENVIRONMENT": "development", **env})
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def chat_server(start_server: Callable[..., ChatServer]) -> ChatServer:
+    return start_server()
+
+
+# Per test, not per session: sync Playwright keeps an event loop running in
+# this thread while it is started, which would break the async tests that
+# pytest runs after these. Starting Chromium costs about half a second.
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        sync_api.expect.set_options(timeout=UI_TIMEOUT_MS)
+        yield browser
+        browser.close()
+
+
+class ChatPage:
+    """One person using the chat page, in their own browser profile."""
+
+    def __init__(self, page: Any, server: ChatServer) -> None:
+        self.page = page
+        self.server = server
+        self.problems: list[str] = []
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.on("pageerror", lambda error: self.problems.append(f"uncaught error: {error}"))
+        page.on("dialog", self._on_dialog)
+        page.on("console", self._on_console)
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.problems.append(f"a {dialog.type} box opened: {dialog.message}")
+        dialog.dismiss()
+
+    def _on_console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.problems.append(f"CSP violation: {message.text}")
+
+    # -- locators a person would look at
+    @property
+    def notice(self) -> Any:
+        return self.page.locator("#notice")
+
+    @property
+    def status(self) -> Any:
+        return self.page.locator("#connection-status")
+
+    @property
+    def message_texts(self) -> Any:
+        return self.page.locator("#messages .message .content")
+
+    @property
+    def events(self) -> Any:
+        return self.page.locator("#messages .event")
+
+    @property
+    def online(self) -> Any:
+        return self.page.locator("#online-list .person")
+
+    # -- actions, as a person would do them
+    def open(self, path: str = "/chat") -> Any:
+        return self.page.goto(self.server.url + path)
+
+    def create_user(self, username: str) -> None:
+        self.page.get_by_placeholder("Pick a username").fill(username)
+        self.page.get_by_role("button", name="Create user").click()
+        self.expect_text("#whoami-name", username)
+
+    def create_room(self, name: str) -> None:
+        self.page.get_by_placeholder("New room name").fill(name)
+        self.page.get_by_role("button", name="Create room").click()
+        self.expect_text("#rooms-hint", re.compile("created"))
+
+    def load_rooms(self) -> None:
+        self.page.get_by_role("button", name="Load rooms").click()
+
+    def room_row(self, name: str) -> Any:
+        return self.page.locator(".room").filter(
+            has=self.page.locator(".room-name").get_by_text(name, exact=True))
+
+    def join(self, room_name: str) -> None:
+        self.load_rooms()
+        self.room_row(room_name).get_by_role("button", name="Join").click()
+
+    def join_and_wait(self, room_name: str) -> None:
+        self.join(room_name)
+        self.expect_connected()
+
+    def expect_connected(self) -> None:
+        self.expect_text("#connection-status", "Connected")
+
+    def send(self, text: str) -> None:
+        box = self.page.get_by_label("Message", exact=True)
+        box.fill(text)
+        box.press("Enter")
+        self.expect_text("#message-input", "", value=True)
+
+    def expect_text(self, selector: str, text: Any, value: bool = False) -> None:
+        from playwright.sync_api import expect
+
+        if value:
+            expect(self.page.locator(selector)).to_have_value(text)
+        else:
+            expect(self.page.locator(selector)).to_have_text(text)
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path))
+        return path
+
+
+@pytest.fixture
+def open_chat(browser: Any) -> Iterator[Callable[..., ChatPage]]:
+    """Opens /chat for a new person (fresh localStorage); checks no page broke CSP or threw."""
+    contexts: list[Any] = []
+    pages: list[ChatPage] = []
+
+    def open_page(server: ChatServer, viewport: dict[str, int] = DESKTOP, path: str = "/chat",
+                  **context_options: Any) -> ChatPage:
+        context = browser.new_context(viewport=viewport, **context_options)
+        contexts.append(context)
+        chat = ChatPage(context.new_page(), server)
+        pages.append(chat)
+        chat.open(path)
+        return chat
+
+    yield open_page
+    problems = [problem for chat in pages for problem in chat.problems]
+    for context in contexts:
+        context.close()
+    assert problems == [], "the page misbehaved:\n" + "\n".join(problems)

@@ -1,0 +1,166 @@
+"""What the page says and does when things go wrong."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+expect = sync_api.expect
+
+
+def start_conversation(open_chat, server, room="Lobby"):
+    alice = open_chat(server)
+    alice.create_user("alice")
+    alice.create_room(room)
+    alice.join_and_wait(room)
+    bob = open_chat(server)
+    bob.create_user("bob")
+    bob.join_and_wait(room)
+    return alice, bob
+
+
+def test_server_restart_mid_conversation_loses_nothing_and_doubles_nothing(open_chat, chat_server):
+    alice, bob = start_conversation(open_chat, chat_server)
+    alice.send("before 1")
+    bob.send("before 2")
+    expect(alice.message_texts).to_have_text(["before 1", "before 2"])
+
+    chat_server.stop()
+    for person in (alice, bob):
+        expect(person.notice).to_contain_text("The server is restarting")
+        expect(person.status).to_have_text(re.compile("Reconnecting"))
+    # Let Bob's backoff grow so that he is still away when Alice talks:
+    # he must catch up with since=SEQ when he comes back.
+    expect(bob.status).to_have_text(re.compile(r"attempt [5-9]"), timeout=20_000)
+
+    chat_server.start()
+    alice.page.get_by_role("button", name="Reconnect now").click()
+    alice.expect_connected()
+    expect(alice.notice).to_be_hidden()
+    expect(bob.status).to_have_text(re.compile("Reconnecting"))
+    alice.send("during 1")
+    alice.send("during 2")
+
+    expect(bob.status).to_have_text("Connected", timeout=20_000)
+    bob.send("after 1")
+    everything = ["before 1", "before 2", "during 1", "during 2", "after 1"]
+    expect(alice.message_texts).to_have_text(everything)
+    expect(bob.message_texts).to_have_text(everything)
+    expect(bob.events.filter(has_text="Reconnected.")).to_have_count(1)
+
+
+def test_unknown_room_link_says_room_not_found_and_what_to_do(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+
+    alice.open("/chat#room=no-such-room")
+    expect(alice.notice).to_contain_text("Room not found")
+    expect(alice.notice).to_contain_text("Load the rooms and join one of them, or create a new room")
+    expect(alice.page.locator("#room-title")).to_have_text("No room joined")
+
+
+def test_socket_closed_with_4004_room_not_found_is_explained(open_chat, chat_server):
+    """The socket's own 4004 (room gone between join and connect), from the real server."""
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    ghost = {"id": "ghost-room", "name": "Ghost", "created_at": "2026-01-01T00:00:00Z", "users": []}
+    # Pretend the HTTP side still knew the room, so the page reaches the socket.
+    alice.page.route("**/rooms/ghost-room", lambda route: route.fulfill(json=ghost))
+    alice.page.route("**/rooms/ghost-room/join", lambda route: route.fulfill(json={"message": "ok"}))
+    alice.page.route("**/rooms/ghost-room/messages*", lambda route: route.fulfill(json=[]))
+
+    alice.open("/chat#room=ghost-room")
+    expect(alice.notice).to_contain_text("Room not found")
+    expect(alice.status).to_have_text("Disconnected")
+    expect(alice.page.get_by_label("Message", exact=True)).to_be_disabled()
+
+
+def test_saved_user_unknown_to_a_reset_server_is_offered_a_new_user(open_chat, chat_server, tmp_path):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+
+    chat_server.restart(db_path=tmp_path / "fresh.db")  # same address, empty database
+    alice.page.reload()
+    expect(alice.page.locator("#whoami-name")).to_have_text("alice")
+    alice.create_room("Fresh start")
+    alice.join("Fresh start")
+    expect(alice.notice).to_contain_text("does not know your saved user “alice”")
+
+    alice.notice.get_by_role("button", name="Create new user “alice”").click()
+    alice.expect_connected()
+    expect(alice.page.locator("#room-title")).to_have_text("Fresh start")
+    assert [user["username"] for user in chat_server.get_json("/users")] == ["alice"]
+
+
+def test_wrong_token_is_refused_with_an_explanation(open_chat, start_server):
+    server = start_server(REQUIRE_TOKENS="true")
+    alice = open_chat(server)
+    alice.create_user("alice")
+    alice.create_room("Private")
+    alice.join_and_wait("Private")  # the page sends its token, so this works
+
+    # A token from somewhere else (another server, an old copy of the browser data).
+    alice.page.evaluate(
+        "const user = JSON.parse(localStorage.getItem('chat.user'));"
+        "user.token = 'not-the-right-token';"
+        "localStorage.setItem('chat.user', JSON.stringify(user));"
+    )
+    alice.page.reload()
+    expect(alice.notice).to_contain_text("did not accept the saved token for “alice”")
+    expect(alice.notice.get_by_role("button", name="Create new user “alice”")).to_be_visible()
+
+
+def test_refused_origin_is_explained(open_chat, chat_server):
+    """4003 as a browser gets it when a proxy in front of the server rewrites Host.
+
+    The server always accepts pages it serves itself, so the socket's answer
+    is a stand-in here: it closes the way the server does for a foreign origin.
+    """
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    alice.create_room("Lobby")
+    alice.page.route_web_socket(
+        re.compile(r"/ws/"), lambda socket: socket.close(code=4003, reason="Origin not allowed"))
+    alice.join("Lobby")
+    expect(alice.notice).to_contain_text("does not accept chat connections from this page's address")
+    expect(alice.notice).to_contain_text("CORS_ORIGINS")
+    expect(alice.status).to_have_text("Disconnected")
+
+
+def test_unreachable_server_is_explained(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    chat_server.stop()
+
+    alice.page.get_by_placeholder("New room name").fill("Nowhere")
+    alice.page.get_by_role("button", name="Create room").click()
+    expect(alice.notice).to_contain_text("Could not create the room: the server cannot be reached")
+    alice.page.get_by_role("button", name="Dismiss").click()
+    expect(alice.notice).to_be_hidden()
+
+
+def test_markup_in_names_and_messages_stays_inert_text(open_chat, chat_server):
+    payload = "<img src=x onerror=alert(1)>"
+    script = "<script>alert(2)</script>"
+    mallory = open_chat(chat_server)
+    mallory.create_user(payload)
+    mallory.create_room("<b>bold room</b>")
+    mallory.join_and_wait("<b>bold room</b>")
+    mallory.send(payload)
+    mallory.send(script)
+
+    viewer = open_chat(chat_server)
+    viewer.create_user("viewer")
+    viewer.join_and_wait("<b>bold room</b>")
+    viewer.send("I see only text")
+    for person in (mallory, viewer):
+        page = person.page
+        expect(person.message_texts).to_have_text([payload, script, "I see only text"])
+        expect(page.locator("#messages .author").first).to_have_text(payload)
+        expect(page.locator("#room-title")).to_have_text("<b>bold room</b>")
+        expect(person.online).to_contain_text([payload])
+        expect(page.locator("body img, body b, body script")).to_have_count(0)
+    expect(mallory.page.locator("#whoami-name")).to_have_text(payload)
+    # The conftest fails the test if any alert() box opened or CSP was violated.

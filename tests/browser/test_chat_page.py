@@ -1,0 +1,120 @@
+"""The chat page as people use it: two browsers in a room, history, reloads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+expect = sync_api.expect
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_page_is_served_with_its_own_assets_and_a_strict_csp(open_chat, chat_server):
+    chat = open_chat(chat_server)
+    response = chat.open()
+
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp
+    expect(chat.page).to_have_title("Chat rooms")
+    for asset in ("/static/chat.js", "/static/chat.css"):
+        assert chat.page.request.get(chat_server.url + asset).ok, asset
+    expect(chat.page.get_by_role("button", name="Create user")).to_be_visible()
+
+
+def test_two_people_see_each_others_messages_joins_and_leaves(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    alice.create_room("Lobby")
+    alice.join_and_wait("Lobby")
+    expect(alice.page.locator("#room-title")).to_have_text("Lobby")
+    expect(alice.online).to_have_text(["alice (you)"])
+
+    bob = open_chat(chat_server)
+    bob.create_user("bob")
+    bob.join_and_wait("Lobby")
+    expect(alice.events.last).to_have_text("bob joined the chat")
+    expect(alice.online).to_contain_text(["alice", "bob"])
+    expect(bob.online).to_contain_text(["alice", "bob"])
+
+    alice.send("Hi Bob! Welcome to the lobby.")
+    bob.send("Hello Alice, thanks. Is the page working on your side?")
+    alice.send("Perfectly: Enter sends, and the view follows new messages.")
+    conversation = [
+        "Hi Bob! Welcome to the lobby.",
+        "Hello Alice, thanks. Is the page working on your side?",
+        "Perfectly: Enter sends, and the view follows new messages.",
+    ]
+    expect(alice.message_texts).to_have_text(conversation)
+    expect(bob.message_texts).to_have_text(conversation)
+    expect(bob.page.locator(".message.mine .content")).to_have_text([conversation[1]])
+    expect(alice.page.locator(".message .author").first).to_have_text("alice")
+    alice.screenshot("chat-conversation.png")
+
+    bob.page.get_by_role("button", name="Leave").click()
+    expect(bob.page.locator("#room-title")).to_have_text("No room joined")
+    expect(alice.events.last).to_have_text("bob left the chat")
+    expect(alice.online).to_have_text(["alice (you)"])
+
+
+def test_history_appears_on_join_and_a_reload_keeps_the_user(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    alice.create_room("Book club")
+    alice.join_and_wait("Book club")
+    for n in range(1, 4):
+        alice.send(f"note {n}")
+    expect(alice.message_texts).to_have_text(["note 1", "note 2", "note 3"])
+
+    bob = open_chat(chat_server)
+    bob.create_user("bob")
+    bob.join_and_wait("Book club")
+    expect(bob.message_texts).to_have_text(["note 1", "note 2", "note 3"])
+
+    alice.page.reload()
+    expect(alice.page.locator("#whoami-name")).to_have_text("alice")
+    alice.expect_connected()  # the link (#room=...) brings her back into the room
+    expect(alice.page.locator("#room-title")).to_have_text("Book club")
+    expect(alice.page.locator(".message.mine .content")).to_have_text(["note 1", "note 2", "note 3"])
+    assert sorted(user["username"] for user in chat_server.get_json("/users")) == ["alice", "bob"]
+
+
+def test_phone_sized_screen(open_chat, chat_server):
+    host = open_chat(chat_server)
+    host.create_user("host")
+    host.create_room("On the go")
+    host.join_and_wait("On the go")
+
+    phone = open_chat(chat_server, viewport=PHONE, is_mobile=True, has_touch=True)
+    phone.create_user("pat")
+    phone.join_and_wait("On the go")
+    host.send("Can you read this on your phone?")
+    phone.send("Yes, it fits the screen nicely.")
+    host.send("A long word to check wrapping: " + "supercalifragilistic" * 5)
+    expect(phone.message_texts).to_have_count(3)
+
+    page = phone.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    expect(page.get_by_label("Message", exact=True)).to_be_in_viewport()
+    expect(page.get_by_role("button", name="Send")).to_be_in_viewport()
+    expect(page.locator("#messages .message").last).to_be_in_viewport()
+    phone.screenshot("chat-phone.png")
+
+    page.get_by_role("button", name="Leave").click()
+    expect(page.get_by_role("button", name="Load rooms")).to_be_in_viewport()
+    phone.screenshot("chat-phone-rooms.png")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_a_new_user_is_asked_to_create_a_user_before_joining(open_chat, chat_server):
+    owner = open_chat(chat_server)
+    owner.create_user("owner")
+    owner.create_room("Garden")
+
+    newcomer = open_chat(chat_server)
+    newcomer.join("Garden")
+    expect(newcomer.notice).to_contain_text("First create a user")
+    expect(newcomer.page.locator("#room-title")).to_have_text("No room joined")
+    assert re.search("Not connected", newcomer.status.text_content())
