@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -23,6 +24,7 @@ from .origins import origin_policy_key
 
 log = logging.getLogger(__name__)
 
+INTERNAL_ERROR = 1011
 REPLAY_PAGE = 200
 # Over-limit messages in a row after which a flooding socket is closed.
 FLOOD_STRIKES = 10
@@ -63,6 +65,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("WebSocket closed with code %d: %s", refusal.code, refusal.reason)
         request.app[metrics_key].socket_closes.labels(str(refusal.code)).inc()
         await ws.close(code=refusal.code, message=refusal.reason.encode())
+    except Exception:
+        log.exception("WebSocket for user %s in room %s failed", user_id, room_id)
+        request.app[metrics_key].socket_closes.labels(str(INTERNAL_ERROR)).inc()
+        await ws.close(code=INTERNAL_ERROR, message=b"Internal error")
     return ws
 
 
@@ -165,7 +171,11 @@ async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, co
             hub.send(peer, frames.error("Rate limit exceeded: slow down"))
             continue
         strikes = 0
-        message = await db.add_message(peer.room_id, peer.user_id, peer.username, content)
+        try:
+            message = await db.add_message(peer.room_id, peer.user_id, peer.username, content)
+        except sqlite3.Error:
+            hub.send(peer, frames.error("The message could not be stored; please send it again"))
+            continue
         metrics.messages_stored.inc()
         # No await between the commit and the publish: messages reach the room in seq order.
         hub.publish(peer.room_id, frames.message(message), message["seq"])
@@ -177,6 +187,9 @@ def parse_chat_message(text: str, max_length: int) -> str:
         data: Any = json.loads(text)
     except ValueError:
         raise BadFrame("Frames must be JSON objects like {\"content\": \"hello\"}") from None
+    except RecursionError:
+        # A frame of thousands of nested brackets fits the frame limit but not Python's stack.
+        raise BadFrame("Frames must not be nested this deeply") from None
     if not isinstance(data, dict):
         raise BadFrame("Frames must be JSON objects like {\"content\": \"hello\"}")
     if data.get("type", "message") != "message":
