@@ -201,6 +201,9 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         body = await request.json()
     except ValueError:
         raise ApiError(422, "The body must be valid JSON") from None
+    except RecursionError:
+        # Thousands of nested brackets fit the body limit but not Python's stack.
+        raise ApiError(422, "The body must not be nested this deeply") from None
     if not isinstance(body, dict):
         raise ApiError(422, "The body must be a JSON object")
     return body
