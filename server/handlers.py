@@ -248,7 +248,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         # aiohttp's own text is "404: Not Found" unless it says more (e.g. for 413).
         text = exc.text or ""
         detail = exc.reason if text.startswith(f"{exc.status}:") or not text else text
-        return json_response({"detail": detail}, status=exc.status)
+        response = json_response({"detail": detail}, status=exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]  # a 405 must say which methods work (RFC 9110)
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
