@@ -54,8 +54,9 @@ class ChatSocket(web.WebSocketResponse):
 
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     config = request.app[config_key]
-    ws = ChatSocket(compress=False, max_msg_size=config.max_frame_bytes,
-                    heartbeat=config.heartbeat_seconds or None)
+    # aiohttp refuses a message of exactly max_msg_size bytes; MAX_FRAME_BYTES is the largest one allowed.
+    max_msg_size = config.max_frame_bytes + 1 if config.max_frame_bytes else 0
+    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, heartbeat=config.heartbeat_seconds or None)
     await ws.prepare(request)
     room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
     try:
