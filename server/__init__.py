@@ -28,8 +28,9 @@ def create_app(config: Config) -> web.Application:
     app[config_key] = config
     app[metrics_key] = metrics
     app[origin_policy_key] = OriginPolicy(config)
-    app[hub_key] = Hub(metrics, config.send_queue_limit, config.max_connections_per_user,
-                       config.max_connections_per_address)
+    app[hub_key] = hub = Hub(config.send_queue_limit, config.max_connections_per_user,
+                             config.max_connections_per_address)
+    metrics.watch(hub)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True)
     app.cleanup_ctx.append(database)
     # Sockets are closed (1001) before the server waits for handlers, so idle clients never hold up a stop.

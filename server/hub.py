@@ -17,7 +17,6 @@ from typing import Any
 from aiohttp import web
 
 from .limits import TokenBucket
-from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +58,19 @@ class Peer:
 class Hub:
     """The rooms' open sockets; publishes frames to a room and closes sockets."""
 
-    def __init__(self, metrics: Metrics, send_queue_limit: int, max_per_user: int, max_per_address: int) -> None:
+    def __init__(self, send_queue_limit: int, max_per_user: int, max_per_address: int) -> None:
         self.rooms: dict[str, set[Peer]] = {}
-        self.metrics = metrics
         self.send_queue_limit = send_queue_limit
         self.max_per_user = max_per_user
         self.max_per_address = max_per_address
         self.per_user: Counter[str] = Counter()
         self.per_address: Counter[str] = Counter()
         self.connections = 0
+        self.frames_delivered = 0
+        self.slow_consumer_drops = 0
         self.closing = False
         self._unflushed: list[Peer] = []
         self._closers: set[asyncio.Task[None]] = set()
-        metrics.watch(lambda: self.connections, lambda: len(self.rooms))
 
     def enter(self, peer: Peer, joined_frame: bytes) -> None:
         """Add the socket to its room and announce it; its own `joined_frame` is its first frame."""
@@ -157,7 +156,7 @@ class Hub:
         if peer.ws.closed or transport.is_closing():
             return  # a close frame has gone out; nothing may follow it
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        self.metrics.frames_delivered.inc(len(frames))
+        self.frames_delivered += len(frames)
         if self.send_queue_limit and transport.get_write_buffer_size() > self.send_queue_limit:
             self._drop_slow(peer)
 
@@ -169,7 +168,7 @@ class Hub:
     def _drop_slow(self, peer: Peer) -> None:
         if not self.leave(peer):
             return
-        self.metrics.slow_consumer_drops.inc()
+        self.slow_consumer_drops += 1
         log.warning("Closing slow consumer: user %s in room %s has %d bytes unsent",
                     peer.user_id, peer.room_id, peer.transport.get_write_buffer_size())
         self.close_soon(peer, POLICY_VIOLATION, "Too slow to keep up")

@@ -19,7 +19,7 @@ from .config import Config, config_key
 from .db import MAX_USERNAME, MIN_USERNAME, Database, db_key
 from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
-from .metrics import metrics_key
+from .metrics import Metrics, metrics_key
 from .origins import origin_policy_key
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ async def serve(request: web.Request, ws: web.WebSocketResponse, config: Config,
             hub.send(peer, frames.error("since must be a whole number, 0 or more"))
         if replay_from is not None:
             await replay(ws, hub, db, peer, replay_from)
-        await receive_messages(ws, hub, db, config, peer)
+        await receive_messages(ws, hub, db, config, peer, request.app[metrics_key])
     finally:
         hub.leave(peer)
         hub.publish(peer.room_id, frames.user_left(peer.user_id, peer.username))
@@ -147,9 +147,9 @@ async def replay(ws: web.WebSocketResponse, hub: Hub, db: Database, peer: Peer, 
     hub.release(peer, after)
 
 
-async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, config: Config, peer: Peer) -> None:
+async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, config: Config, peer: Peer,
+                           metrics: Metrics) -> None:
     strikes = 0
-    metrics = hub.metrics
     async for msg in ws:
         if msg.type is not WSMsgType.TEXT:
             if msg.type is WSMsgType.BINARY:
