@@ -1,0 +1,287 @@
+"""Who may use the chat: tokens, browser origins and per-address limits, over real sockets.
+
+A refused socket must learn nothing of the room: its first frame is the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType
+
+from helpers import TIMEOUT, assert_error, connect, create_room, create_user, receive, send_and_receive
+
+GOOD_ORIGIN = "https://chat.example"
+PREVIEW_ORIGINS = r"https://[a-z]+\.preview\.example"
+UNAUTHORIZED_JOIN = "Unauthorized: a valid token for this user is required"
+
+
+async def assert_refused_first(ws, code: int, reason: str) -> None:
+    """The socket's very first frame is the close: no user_joined, no history, no message."""
+    msg = await ws.receive(timeout=TIMEOUT)
+    assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, code, reason), (msg.type, msg.data)
+    await ws.close()
+
+
+async def assert_nothing_more(ws, timeout: float = 0.3) -> None:
+    with pytest.raises(asyncio.TimeoutError):
+        frame = await ws.receive(timeout=timeout)
+        pytest.fail(f"unexpected frame {frame}")
+
+
+async def chatting_room(client):
+    """alice in a room with some history; returns (alice, room, her socket)."""
+    alice = await create_user(client, "alice")
+    room = await create_room(client)
+    ws = await connect(client, room["id"], alice["id"], token=alice["token"])
+    await send_and_receive(ws, "a secret plan")
+    return alice, room, ws
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+async def test_a_socket_for_an_existing_user_needs_that_users_token(make_client):
+    client = await make_client(require_tokens=True)
+    alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
+    room = await create_room(client)
+    url = f"/ws/{room['id']}/{alice['id']}"
+    refused = [
+        ({}, {}),
+        ({"token": "not-the-token"}, {}),
+        ({"token": bob["token"]}, {}),  # someone else's valid token
+        ({}, {"Authorization": f"Bearer {bob['token']}"}),
+        ({}, {"Authorization": alice["token"]}),  # no scheme: not a bearer token
+        ({}, {"Authorization": f"Basic {alice['token']}"}),
+        ({"token": alice["token"][:-1]}, {}),
+    ]
+    for params, headers in refused:
+        ws = await client.ws_connect(url, params=params, headers=headers)
+        await assert_refused_first(ws, 4001, "Unauthorized")
+
+    by_query = await connect(client, room["id"], alice["id"], token=alice["token"])
+    by_header = await client.ws_connect(url, headers={"Authorization": f"Bearer {alice['token']}"})
+    assert (await receive(by_header))["type"] == "user_joined"
+    assert (await send_and_receive(by_header, "signed in"))["user_id"] == alice["id"]
+    for ws in (by_query, by_header):
+        await ws.close()
+
+
+async def test_join_for_an_existing_user_needs_that_users_token(make_client):
+    client = await make_client(require_tokens=True)
+    alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
+    room = await create_room(client)
+    url = f"/rooms/{room['id']}/join"
+    for body, headers in [
+        ({"user_id": alice["id"]}, {}),
+        ({"user_id": alice["id"], "token": bob["token"]}, {}),
+        ({"user_id": alice["id"]}, {"Authorization": f"Bearer {bob['token']}"}),
+        ({"user_id": alice["id"], "username": "alice"}, {}),  # a name is no credential
+    ]:
+        await assert_error(await client.post(url, json=body, headers=headers), 401, UNAUTHORIZED_JOIN)
+    assert (await (await client.get(f"/rooms/{room['id']}")).json())["users"] == []
+
+    joined = await client.post(url, json={"user_id": alice["id"], "token": alice["token"]})
+    assert joined.status == 200
+    assert await joined.json() == {"message": f"User alice joined room {room['name']}"}
+    by_header = await client.post(url, json={"user_id": bob["id"]}, headers={"Authorization": f"Bearer {bob['token']}"})
+    assert by_header.status == 200
+    members = (await (await client.get(f"/rooms/{room['id']}")).json())["users"]
+    assert sorted(members) == sorted([alice["id"], bob["id"]])  # two joins in one millisecond: either order
+
+
+async def test_an_impostor_socket_receives_nothing_of_the_room(make_client):
+    client = await make_client(require_tokens=True)
+    alice, room, ws_alice = await chatting_room(client)
+    impostor = await client.ws_connect(f"/ws/{room['id']}/{alice['id']}", params={"since": "0"})
+    await assert_refused_first(impostor, 4001, "Unauthorized")
+    # Nobody in the room saw the impostor come or go.
+    assert (await send_and_receive(ws_alice, "still private"))["seq"] == 2
+    await assert_nothing_more(ws_alice)
+    presence = await (await client.get(f"/rooms/{room['id']}/presence")).json()
+    assert presence == [{"user_id": alice["id"], "username": "alice", "connections": 1}]
+    await ws_alice.close()
+
+
+async def test_a_socket_created_user_gets_its_token_once_and_needs_it_after(make_client):
+    client = await make_client(environment="production", require_tokens=True)
+    url = "/ws/room-1/dora-1"
+    first = await client.ws_connect(url, params={"username": "dora"})
+    assert (await receive(first))["type"] == "user_joined"
+    token_frame = await receive(first)
+    assert set(token_frame) == {"type", "token"} and token_frame["type"] == "token"
+    token = token_frame["token"]
+    assert len(token) >= 32
+
+    # The user exists now: a username alone no longer gets in, the token does, and is not sent again.
+    intruder = await client.ws_connect(url, params={"username": "dora"})
+    await assert_refused_first(intruder, 4001, "Unauthorized")
+    second = await client.ws_connect(url, headers={"Authorization": f"Bearer {token}"})
+    assert (await receive(second))["type"] == "user_joined"
+    await assert_nothing_more(second)
+    assert (await receive(first))["type"] == "user_joined"  # the second socket, announced without its token
+    await assert_nothing_more(first)
+    joined = await client.post("/rooms/room-1/join", json={"user_id": "dora-1", "token": token})
+    assert joined.status == 200 and "token" not in await joined.json()
+    for ws in (first, second):
+        await ws.close()
+
+
+async def test_tokens_are_never_listed_or_logged(make_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = await make_client(environment="production", require_tokens=True)
+    alice = await create_user(client, "alice")
+    room = await create_room(client)
+    ws_query = await connect(client, room["id"], alice["id"], token=alice["token"])
+    ws_header = await client.ws_connect(f"/ws/{room['id']}/{alice['id']}",
+                                        headers={"Authorization": f"Bearer {alice['token']}"})
+    await receive(ws_header)
+    await send_and_receive(ws_header, "hello")
+    assert (await client.post(f"/rooms/{room['id']}/join",
+                              json={"user_id": alice["id"], "token": alice["token"]})).status == 200
+    typo = alice["token"][::-1]
+    refused = await client.ws_connect(f"/ws/{room['id']}/{alice['id']}", params={"token": typo})
+    await assert_refused_first(refused, 4001, "Unauthorized")
+    auto = await client.ws_connect(f"/ws/{room['id']}/bob-1", params={"username": "bob"})
+    await receive(auto)
+    auto_token = (await receive(auto))["token"]
+
+    tokens = (alice["token"], typo, auto_token)
+    for path in ("/users", f"/users/{alice['id']}", "/users/bob-1", "/rooms", f"/rooms/{room['id']}",
+                 f"/rooms/{room['id']}/messages", f"/rooms/{room['id']}/presence", "/_debug", "/health", "/metrics"):
+        text = await (await client.get(path)).text()
+        assert not any(token in text for token in tokens), path
+    for ws in (ws_query, ws_header, auto):
+        await ws.close()
+    # The test harness's own access log prints query strings; run.py's does not (see test_process).
+    server_lines = "\n".join(record.getMessage() for record in caplog.records if record.name != "aiohttp.access")
+    assert "Unauthorized" in server_lines
+    assert not any(token in server_lines for token in tokens)
+
+
+# -- origins ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def strict_client(make_client):
+    return await make_client(cors_origins=(GOOD_ORIGIN,), cors_origin_regex=PREVIEW_ORIGINS)
+
+
+@pytest.mark.parametrize("origin", [
+    "https://evil.example",
+    "http://chat.example",  # another scheme is another origin
+    "https://chat.example.evil.example",
+    "https://chat.example:8443",
+    "https://x.preview.example.evil.example",  # the regex must match the whole origin
+    "null",  # sandboxed frames and file:// pages
+])
+async def test_a_socket_from_a_foreign_origin_is_closed_with_4003_and_learns_nothing(strict_client, origin):
+    alice, room, ws_alice = await chatting_room(strict_client)
+    hijack = await strict_client.ws_connect(f"/ws/{room['id']}/{alice['id']}", origin=origin,
+                                            params={"since": "0"})
+    await assert_refused_first(hijack, 4003, "Origin not allowed")
+    assert (await send_and_receive(ws_alice, "after the attempt"))["seq"] == 2
+    await assert_nothing_more(ws_alice)
+    await ws_alice.close()
+
+
+async def test_allowed_origins_and_the_servers_own_page_may_open_sockets(strict_client):
+    user = await create_user(strict_client)
+    room = await create_room(strict_client)
+    own = f"http://{strict_client.host}:{strict_client.port}"
+    for origin in (GOOD_ORIGIN, "https://review.preview.example", own, own.replace("http:", "https:"), None):
+        ws = await strict_client.ws_connect(f"/ws/{room['id']}/{user['id']}", origin=origin)
+        assert (await receive(ws))["type"] == "user_joined", origin
+        await ws.close()
+    other_port = f"http://{strict_client.host}:{strict_client.port + 1}"
+    ws = await strict_client.ws_connect(f"/ws/{room['id']}/{user['id']}", origin=other_port)
+    await assert_refused_first(ws, 4003, "Origin not allowed")
+
+
+async def test_production_without_cors_origins_refuses_every_foreign_page(make_client):
+    client = await make_client(environment="production")
+    ws = await client.ws_connect("/ws/lobby/u-1", params={"username": "alice"}, origin=GOOD_ORIGIN)
+    await assert_refused_first(ws, 4003, "Origin not allowed")
+    assert (await client.get("/rooms/lobby")).status == 404  # the refused socket created nothing
+    own = await client.ws_connect("/ws/lobby/u-1", params={"username": "alice"},
+                                  origin=f"http://{client.host}:{client.port}")
+    assert (await receive(own))["type"] == "user_joined"
+    await own.close()
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    return {"Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type"}
+
+
+async def test_cors_preflight_from_an_allowed_origin_is_answered(strict_client):
+    resp = await strict_client.options("/rooms", headers=preflight_headers(GOOD_ORIGIN))
+    assert resp.status == 200
+    assert resp.headers["Access-Control-Allow-Origin"] == GOOD_ORIGIN
+    assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "POST" in resp.headers["Access-Control-Allow-Methods"]
+    assert "content-type" in resp.headers["Access-Control-Allow-Headers"].lower()
+    assert "Origin" in resp.headers.getall("Vary")
+    created = await strict_client.post("/rooms", json={"name": "from the page"}, headers={"Origin": GOOD_ORIGIN})
+    assert created.status == 200 and created.headers["Access-Control-Allow-Origin"] == GOOD_ORIGIN
+
+
+async def test_cors_refuses_a_foreign_origin_and_writes_nothing(strict_client):
+    evil = "https://evil.example"
+    preflight = await strict_client.options("/rooms", headers=preflight_headers(evil))
+    assert preflight.status == 403 and "Access-Control-Allow-Origin" not in preflight.headers
+    # A form post needs no preflight: the server itself must refuse it.
+    for path, body in (("/rooms", {"name": "spam"}), ("/users", {"username": "spam"})):
+        resp = await strict_client.post(path, json=body, headers={"Origin": evil})
+        await assert_error(resp, 403, "Origin not allowed")
+        assert "Access-Control-Allow-Origin" not in resp.headers
+    assert await (await strict_client.get("/rooms")).json() == []
+    assert await (await strict_client.get("/users")).json() == []
+    # A read is answered, but without the header a browser needs to show it to the foreign page.
+    read = await strict_client.get("/rooms", headers={"Origin": evil})
+    assert read.status == 200 and "Access-Control-Allow-Origin" not in read.headers
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+async def test_connections_per_address_are_limited(make_client):
+    client = await make_client(max_connections_per_address=2)
+    users = [await create_user(client, name) for name in ("alice", "bob", "carol", "dave")]
+    room = await create_room(client)
+    first = await connect(client, room["id"], users[0]["id"])
+    second = await connect(client, room["id"], users[1]["id"])
+    await receive(first)  # bob joined
+    third = await client.ws_connect(f"/ws/{room['id']}/{users[2]['id']}", params={"since": "0"})
+    await assert_refused_first(third, 1008, "Too many connections")
+    await assert_nothing_more(first)  # carol was never announced
+    await second.close()
+    assert (await receive(first))["type"] == "user_left"
+    fourth = await connect(client, room["id"], users[3]["id"])
+    for ws in (first, fourth):
+        await ws.close()
+
+
+async def test_tokens_never_reach_the_log_of_a_real_server(start_server):
+    server = start_server(LOG_LEVEL="DEBUG", REQUIRE_TOKENS="true")
+    async with aiohttp.ClientSession(server.url) as session:
+        alice = await (await session.post("/users", json={"username": "alice"})).json()
+        room = await (await session.post("/rooms", json={"name": "lobby"})).json()
+        url = f"/ws/{room['id']}/{alice['id']}"
+        async with session.ws_connect(url, params={"token": alice["token"]}) as ws:
+            assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "user_joined"
+        async with session.ws_connect(url, headers={"Authorization": f"Bearer {alice['token']}"}) as ws:
+            assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "user_joined"
+        async with session.ws_connect(url, params={"token": "typo" + alice["token"]}) as ws:
+            assert (await ws.receive(timeout=TIMEOUT)).data == 4001
+        join = await session.post(f"/rooms/{room['id']}/join", json={"user_id": alice["id"],
+                                                                      "token": alice["token"]})
+        assert join.status == 200
+    assert server.stop() == 0
+    log = server.log_text()
+    assert f"GET /ws/{room['id']}/{alice['id']}" in log  # requests are logged at DEBUG, without their query
+    assert "WebSocket closed with code 4001: Unauthorized" in log
+    assert alice["token"] not in log
