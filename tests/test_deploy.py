@@ -198,6 +198,22 @@ async def test_smoke_passes_through_nginx_over_https_and_wss(
 
 @needs_nginx
 @needs_openssl
+async def test_smoke_names_an_untrusted_certificate_and_insecure_gets_past_it(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    proxy = start_nginx(start_server())
+    untrusted = {"SSL_CERT_FILE": str(proxy.cert.with_name("no-such-bundle.pem"))}
+
+    refused = await run_tool(SMOKE, "--url", proxy.https_url, env=untrusted)
+    insecure = await run_tool(SMOKE, "--url", proxy.https_url, "--insecure", env=untrusted)
+
+    assert refused.status == 1
+    assert refused.lines[1].startswith(f"FAIL create user: TLS certificate of {proxy.https_url[8:]} was refused (")
+    assert insecure.status == 0, insecure.out
+
+
+@needs_nginx
+@needs_openssl
 async def test_plain_http_is_redirected_to_https(
     start_server: StartServer, start_nginx: StartNginx,
 ) -> None:

@@ -441,7 +441,7 @@ def render_json(bases: Bases, checks: list[Check]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url", nargs="?", help="server address, http(s):// or ws(s)://; default: API_BASE / WS_BASE, else http://127.0.0.1:8000")
     parser.add_argument("--origin", help="the front end's origin, e.g. https://app.example.com")
     parser.add_argument("--room", help="a room id to check")

@@ -291,7 +291,7 @@ def _json_or_none(text: str) -> object:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="server address, http(s):// or ws(s)://; default: API_BASE / WS_BASE, else http://127.0.0.1:8000")
     parser.add_argument("--origin", help="send this Origin on the socket, as a page served from there would")
     parser.add_argument("--room", help="use this existing room id instead of creating a room")
