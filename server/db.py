@@ -184,7 +184,7 @@ class Database:
 
     async def check_token(self, user_id: str, token: str | None) -> bool:
         """Whether `token` is the user's token (compared in constant time)."""
-        if not token:
+        if not token or not storable(token):  # a header with bytes that are not UTF-8 is no token
             return False
         rows = await self._reader.execute_fetchall("SELECT token_hash FROM users WHERE id = ?", (user_id,))
         return bool(rows) and hmac.compare_digest(rows[0][0], _hash_token(token))
@@ -233,6 +233,15 @@ class Database:
                        FROM rooms r)""")
         users, rooms, messages = rows[0]
         return {"users": users, "rooms": rooms, "messages": messages}
+
+
+def storable(text: str) -> bool:
+    """Whether the text has a UTF-8 form, which SQLite needs; JSON's "\\ud800" escapes make strings without one."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _user(row: Any) -> dict[str, Any]:

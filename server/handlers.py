@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .clock import utc_now
 from .config import VERSION, config_key
-from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, db_key
+from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, db_key, storable
 from .frames import to_json
 from .hub import hub_key
 from .metrics import metrics_key
@@ -219,6 +219,8 @@ def text_field(body: dict[str, Any], name: str, max_length: int, required: bool 
         raise ApiError(422, f"{name} must be a string")
     if len(value) > max_length:
         raise ApiError(422, f"{name} must be at most {max_length} characters")
+    if not storable(value):
+        raise ApiError(422, f"{name} must be valid Unicode text")
     return value
 
 

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from . import frames
 from .config import Config, config_key
-from .db import MAX_USERNAME, MIN_USERNAME, Database, db_key
+from .db import MAX_USERNAME, MIN_USERNAME, Database, db_key, storable
 from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
 from .metrics import Metrics, metrics_key
@@ -194,7 +194,8 @@ def parse_chat_message(text: str, max_length: int) -> str:
     if not isinstance(data, dict):
         raise BadFrame("Frames must be JSON objects like {\"content\": \"hello\"}")
     if data.get("type", "message") != "message":
-        raise BadFrame(f"Unknown frame type: {str(data['type'])[:40]}")
+        kind = str(data["type"])[:40]
+        raise BadFrame(f"Unknown frame type: {kind if storable(kind) else ascii(kind)}")
     content = data.get("content")
     if not isinstance(content, str):
         raise BadFrame("content is required and must be a string")
@@ -203,6 +204,8 @@ def parse_chat_message(text: str, max_length: int) -> str:
         raise BadFrame("content must not be empty")
     if max_length and len(content) > max_length:
         raise BadFrame(f"content is longer than {max_length} characters")
+    if not storable(content):
+        raise BadFrame("content must be valid Unicode text")
     return content
 
 
