@@ -102,6 +102,13 @@ class ChatServer:
             process.wait(timeout=STOP_TIMEOUT_S)
             pytest.fail(f"server ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log_tail()}")
 
+    def kill(self) -> None:
+        """SIGKILL: the connection drops without a close frame, as on a crash or a network cut."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_S)
+
     def restart(self, db_path: Path | None = None) -> None:
         """Same port (so pages reconnect to the same address), same db unless told."""
         self.stop()

@@ -51,6 +51,38 @@ def test_server_restart_mid_conversation_loses_nothing_and_doubles_nothing(open_
     expect(bob.events.filter(has_text="Reconnected.")).to_have_count(1)
 
 
+def test_dropped_connection_says_so_and_comes_back_by_itself(open_chat, chat_server):
+    alice, bob = start_conversation(open_chat, chat_server)
+    alice.send("saved before the crash")
+
+    chat_server.kill()  # no close frame: the browser sees 1006
+    expect(alice.notice).to_contain_text("The connection to the server was lost")
+    expect(alice.notice).to_contain_text("Reconnecting by itself")
+    expect(alice.page.get_by_role("button", name="Send")).to_be_disabled()
+
+    chat_server.start()
+    alice.expect_connected()
+    bob.expect_connected()
+    expect(alice.notice).to_be_hidden()
+    bob.send("still here")
+    for person in (alice, bob):
+        expect(person.message_texts).to_have_text(["saved before the crash", "still here"])
+
+
+def test_a_message_the_server_refuses_is_shown_as_refused(open_chat, start_server):
+    server = start_server(MAX_MESSAGE_LENGTH="10")
+    alice = open_chat(server)
+    alice.create_user("alice")
+    alice.create_room("Short")
+    alice.join_and_wait("Short")
+
+    alice.send("far too long for this server")
+    expect(alice.events.last).to_contain_text("The server refused a message")
+    alice.send("short")
+    expect(alice.message_texts).to_have_text(["short"])
+    alice.expect_connected()
+
+
 def test_unknown_room_link_says_room_not_found_and_what_to_do(open_chat, chat_server):
     alice = open_chat(chat_server)
     alice.create_user("alice")

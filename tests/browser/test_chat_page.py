@@ -118,3 +118,49 @@ def test_a_new_user_is_asked_to_create_a_user_before_joining(open_chat, chat_ser
     expect(newcomer.notice).to_contain_text("First create a user")
     expect(newcomer.page.locator("#room-title")).to_have_text("No room joined")
     assert re.search("Not connected", newcomer.status.text_content())
+
+
+def test_the_view_follows_new_messages_unless_the_reader_scrolled_up(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    alice.create_room("Busy")
+    alice.join_and_wait("Busy")
+    reader = open_chat(chat_server, viewport={"width": 1024, "height": 600})
+    reader.create_user("reader")
+    reader.join_and_wait("Busy")
+
+    for n in range(1, 26):
+        alice.send(f"line {n}")
+    expect(reader.message_texts).to_have_count(25)
+    expect(reader.message_texts.last).to_be_in_viewport()
+
+    reader.message_texts.first.scroll_into_view_if_needed()  # reading the start
+    alice.send("line 26")
+    expect(reader.message_texts).to_have_count(26)
+    expect(reader.message_texts.first).to_be_in_viewport()
+    expect(reader.message_texts.last).not_to_be_in_viewport()
+
+    reader.send("back at the bottom")  # one's own message always shows
+    expect(reader.message_texts.last).to_have_text("back at the bottom")
+    expect(reader.message_texts.last).to_be_in_viewport()
+
+
+def test_switch_user_forgets_the_saved_user_after_asking(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    alice.create_room("Lobby")
+    alice.join_and_wait("Lobby")
+
+    alice.page.get_by_role("button", name="Switch user").click()
+    expect(alice.notice).to_contain_text("Forget “alice” in this browser?")
+    alice.notice.get_by_role("button", name="Cancel").click()
+    expect(alice.page.locator("#whoami-name")).to_have_text("alice")
+    alice.expect_connected()
+
+    alice.page.get_by_role("button", name="Switch user").click()
+    alice.notice.get_by_role("button", name="Forget “alice”").click()
+    expect(alice.page.locator("#room-title")).to_have_text("No room joined")
+    alice.page.reload()
+    expect(alice.page.get_by_role("button", name="Create user")).to_be_visible()
+    alice.create_user("alice2")
+    alice.join_and_wait("Lobby")
