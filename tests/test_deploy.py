@@ -214,6 +214,23 @@ async def test_smoke_names_an_untrusted_certificate_and_insecure_gets_past_it(
 
 @needs_nginx
 @needs_openssl
+async def test_doctor_says_when_nginx_cannot_reach_the_server(
+    start_server: StartServer, start_nginx: StartNginx,
+) -> None:
+    server = start_server()
+    proxy = start_nginx(server)
+    server.stop()
+
+    run = await run_tool(DOCTOR, proxy.https_url, env=trusting(proxy))
+
+    assert run.status == 1
+    assert run.line("FAIL healthy:").startswith("FAIL healthy: /health answered 502 with a non-JSON body (text/html from nginx/")
+    assert run.line("     - a proxy answers").startswith(
+        "     - a proxy answers, but it cannot reach the chat server: is the service running")
+
+
+@needs_nginx
+@needs_openssl
 async def test_plain_http_is_redirected_to_https(
     start_server: StartServer, start_nginx: StartNginx,
 ) -> None:

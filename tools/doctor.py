@@ -71,12 +71,11 @@ class Doctor:
         self.checks: list[Check] = []
         self.flags: dict | None = None  # /_debug, when the server gave it
 
-    def add(self, check: Check) -> Check:
+    def add(self, check: Check) -> None:
         self.checks.append(check)
-        return check
 
-    async def get(self, path: str, headers: dict[str, str] | None = None) -> HttpAnswer:
-        return await http_call(self.session, "GET", self.bases.api + path, headers=headers)
+    async def get(self, path: str) -> HttpAnswer:
+        return await http_call(self.session, "GET", self.bases.api + path)
 
     async def run(self) -> list[Check]:
         health = await self.get("/health")
@@ -123,6 +122,12 @@ class Doctor:
                 "the database does not answer: check that DATABASE_PATH is on a writable, "
                 "non-full disk (the systemd unit keeps it in /var/lib/chat) and read the server log",
             ], data=body))
+        elif health.status in (502, 503, 504):
+            self.add(Check("healthy", "fail", f"/health {health.describe()}", [
+                "a proxy answers, but it cannot reach the chat server: is the service running "
+                "(systemctl status chat; journalctl -u chat), and does the proxy's upstream "
+                "point at the server's HOST and PORT?",
+            ]))
         else:
             self.add(Check("healthy", "fail", f"/health {health.describe()}", [
                 "this does not look like the chat server: check the URL; behind a proxy, "
