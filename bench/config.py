@@ -22,7 +22,11 @@ class Sizes:
     ws_workers: int = 2
     idle_workers: int = 4
     rest_workers: int = 2
-    default_latency_rate: float = 500.0  # messages/s, when no fan-out ran to set half the baseline's maximum
+    latency_from_fanout: bool = True  # offered load = half the baseline's fan-out maximum (else the default)
+    default_latency_rate: float = 500.0  # messages/s
+    durability_rate: float = 1000.0  # messages/s while the server is killed
+    durability_duration_s: float = 3.0
+    durability_kill_after_s: float = 1.0
 
 
 FULL = Sizes()
@@ -41,5 +45,9 @@ QUICK = Sizes(
     history_messages=2_000,
     history_requests=100,
     idle_workers=2,
+    latency_from_fanout=False,
     default_latency_rate=100.0,
+    durability_rate=200.0,
+    durability_duration_s=1.0,
+    durability_kill_after_s=0.5,
 )

@@ -13,13 +13,12 @@ from bench.limits import raise_open_files
 
 @dataclass
 class RestJob:
-    route: str  # "create_user" | "history"
+    route: str  # "create_user" (POST /users with a fresh name each time) | "get" (GET path)
     port: int
     connections: int
     duration_s: float = 0.0  # stop after this long ...
     count: int = 0  # ... or after this many requests
-    room_id: str = ""
-    limit: int = 50
+    path: str = "/health"
     name_prefix: str = "load"
     host: str = "127.0.0.1"
 
@@ -29,13 +28,12 @@ class RequestMaker:
         self.job = job
         self.host = f"{job.host}:{job.port}"
         self.made = 0
-        path = f"/rooms/{job.room_id}/messages?limit={job.limit}"
-        self.history = httpclient.build_request("GET", path, self.host)
+        self.get = httpclient.build_request("GET", job.path, self.host)
 
     def next(self) -> bytes:
         self.made += 1
-        if self.job.route == "history":
-            return self.history
+        if self.job.route == "get":
+            return self.get
         body = json.dumps({"username": f"{self.job.name_prefix}-{self.made}"}).encode()
         return httpclient.build_request("POST", "/users", self.host, body)
 

@@ -126,6 +126,14 @@ class Peer:
             self.send_next()
 
 
+def max_seq_by_room(peers: list[Peer]) -> dict[str, int]:
+    """The highest seq any socket of this worker saw in each room."""
+    found: dict[str, int] = {}
+    for peer in peers:
+        found[peer.plan.room_id] = max(found.get(peer.plan.room_id, 0), peer.last_seq)
+    return found
+
+
 async def open_peer(job: WsJob, peer: Peer, gate: asyncio.Semaphore) -> None:
     path = f"/ws/{peer.plan.room_id}/{peer.plan.user_id}"
     async with gate:
@@ -206,6 +214,7 @@ async def serve(job: WsJob, pipe, counters, index: int) -> None:
             "order_violations": tally.order_violations,
             "sent": sum(p.sent for p in peers),
             "closed_by_server": sum(p.client.close_code is not None for p in peers),
+            "max_seq_by_room": max_seq_by_room(peers),
             "errors": tally.errors,
             "latencies_us": tally.latencies_us.tobytes(),
         }))

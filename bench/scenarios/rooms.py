@@ -68,5 +68,5 @@ def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: s
         "errors": [e for r in results for e in r["errors"]][:5],
     }
     latencies = merge_latencies(r["latencies_us"] for r in results)
-    summary["latency"] = latency_summary_ms(latencies)
+    summary.update({f"latency_{key}": value for key, value in latency_summary_ms(latencies).items()})
     return summary, latencies

@@ -1,0 +1,40 @@
+"""A short smoke of the benchmark (bench/, issue 6): its tiniest run against both servers.
+
+It checks that the benchmark works and that nothing was lost, doubled or
+reordered; it never asserts a timing, which on shared cores would be noise.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SCENARIO_KEYS = {"fanout_2x4", "fanout_1x8", "latency", "durability", "rest", "idle", "history"}
+
+
+def test_quick_benchmark_runs_against_both_servers_and_loses_nothing(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert {"command", "machine", "sizes", "scenarios", "targets", "correctness", "all_correct"} <= result.keys()
+    assert SCENARIO_KEYS <= result["scenarios"].keys()
+    for section in ("fanout_2x4", "fanout_1x8", "latency", "rest", "idle"):
+        assert {"baseline", "ours"} <= result["scenarios"][section]["median"].keys(), section
+
+    assert result["all_correct"] is True
+    for row in result["correctness"]:
+        assert (row["lost"], row["duplicated"], row["out_of_order"], row["closed_by_server"]) == (0, 0, 0, 0), row
+        assert row["history_complete"], row
+    for section in ("fanout_2x4", "fanout_1x8", "latency"):
+        for kind in ("baseline", "ours"):
+            assert result["scenarios"][section]["median"][kind]["deliveries"] > 0
+    assert result["scenarios"]["durability"]["missing"] == 0
+    assert result["scenarios"]["history"]["median"]["ours"]["pages_correct"] is True
+
+    for row in result["targets"]:
+        assert {"target", "baseline", "ours", "ratio", "limit", "pass"} <= row.keys()
+    assert (tmp_path / "latest.md").read_text().startswith("Machine:")
+    assert (tmp_path / "latency.svg").read_text().startswith("<svg")
