@@ -69,7 +69,7 @@ def close_advice(code: int | None, reason: str = "") -> str:
 # The lines a reverse proxy needs so that a WebSocket handshake reaches the
 # server as an upgrade and not as a plain GET.
 NGINX_UPGRADE_LINES = """\
-# in the http {} block (deploy/nginx.conf has the whole site):
+# in the http {} block:
 map $http_upgrade $connection_upgrade {
     default upgrade;
     ''      '';
