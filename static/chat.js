@@ -183,8 +183,21 @@ function loadSavedUser() {
 
 function saveUser(user) {
   state.user = { id: user.id, username: user.username, token: user.token || null };
-  localStorage.setItem(STORAGE_KEY, JSON.stringify(state.user));
+  writeStorage(JSON.stringify(state.user));
   renderUser();
+}
+
+// Storage can be switched off or full; the page still works for this visit.
+function writeStorage(value) {
+  try {
+    if (value === null) localStorage.removeItem(STORAGE_KEY);
+    else localStorage.setItem(STORAGE_KEY, value);
+  } catch (storageOff) {
+    showNotice("This browser does not let the page remember you; after a reload you will need a new user.", {
+      kind: "info",
+      tag: "storage",
+    });
+  }
 }
 
 function saveToken(token) {
@@ -194,7 +207,7 @@ function saveToken(token) {
 function forgetUser() {
   leaveRoom();
   state.user = null;
-  localStorage.removeItem(STORAGE_KEY);
+  writeStorage(null);
   renderUser();
   ui.usernameInput.focus();
 }
@@ -345,8 +358,12 @@ async function joinRoomById(roomId) {
     const room = await api("GET", roomPath(roomId));
     await joinRoom({ id: room.id, name: room.name });
   } catch (error) {
-    if (error.status === 404) showRoomNotFound();
-    else showApiError(error, "Could not open the room");
+    if (error.status === 404) {
+      showRoomNotFound();
+      forgetRoomLink();  // so a reload does not repeat the error
+    } else {
+      showApiError(error, "Could not open the room");
+    }
   }
 }
 
@@ -385,7 +402,7 @@ function leaveRoom() {
   renderPresence([]);
   ui.leaveButton.hidden = true;
   document.body.classList.remove("in-room");
-  history.replaceState(null, "", location.pathname + location.search);
+  forgetRoomLink();
   setStatus("idle", "Not connected");
   setComposerEnabled(false);
   markCurrentRoom();
@@ -624,6 +641,10 @@ function onSubmit(form, handler) {
       buttons.forEach((button) => { button.disabled = false; });
     }
   });
+}
+
+function forgetRoomLink() {
+  history.replaceState(null, "", location.pathname + location.search);
 }
 
 function roomIdFromLink() {

@@ -91,6 +91,7 @@ def test_unknown_room_link_says_room_not_found_and_what_to_do(open_chat, chat_se
     expect(alice.notice).to_contain_text("Room not found")
     expect(alice.notice).to_contain_text("Load the rooms and join one of them, or create a new room")
     expect(alice.page.locator("#room-title")).to_have_text("No room joined")
+    expect(alice.page).to_have_url(chat_server.url + "/chat")
 
 
 def test_socket_closed_with_4004_room_not_found_is_explained(open_chat, chat_server):
