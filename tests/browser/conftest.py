@@ -1,4 +1,5 @@
-"""Browser tests: the real server in a subprocess, driven by headless Chromium.
+"""Browser tests: the real server in a subprocess (tests/conftest.py's
+start_server), driven by headless Chromium.
 
 Chromium is Debian's `chromium` package, launched by Playwright's Python
 package (no browser download). Without either, these tests are skipped.
@@ -6,24 +7,15 @@ package (no browser download). Without either, these tests are skipped.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from server_process import REPO_ROOT, ServerProcess
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # tests may run as root, where the sandbox cannot start
@@ -34,119 +26,14 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
-START_TIMEOUT_S = 20
-STOP_TIMEOUT_S = 10
 UI_TIMEOUT_MS = 10_000
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ChatServer:
-    """`run.py` as a child process on 127.0.0.1, stoppable and restartable."""
-
-    def __init__(self, db_path: Path, log_path: Path, env: dict[str, str]) -> None:
-        self.db_path = db_path
-        self.log_path = log_path
-        self.env = env
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--db", str(self.db_path)],
-                cwd=REPO_ROOT,
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_until_healthy()
-
-    def _wait_until_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        pytest.fail(f"server did not answer /health within {START_TIMEOUT_S}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM, as an operator would; kill only if it hangs."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
-            pytest.fail(f"server ignored SIGTERM for {STOP_TIMEOUT_S}s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: the connection drops without a close frame, as on a crash or a network cut."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
-
-    def restart(self, db_path: Path | None = None) -> None:
-        """Same port (so pages reconnect to the same address), same db unless told."""
-        self.stop()
-        if db_path is not None:
-            self.db_path = db_path
-        self.start()
-
-    def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
-            return json.load(response)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ChatServer]]:
-    """Starts a server with extra environment variables; all are stopped at the end."""
-    servers: list[ChatServer] = []
-
-    def start(**env: str) -> ChatServer:
-        n = len(servers)
-        server = ChatServer(tmp_path / f"chat{n}.db", tmp_path / f"server{n}.log",
-                            {"ENVIRONMENT": "development", **env})
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def chat_server(start_server: Callable[..., ChatServer]) -> ChatServer:
+def chat_server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     return start_server()
 
 
@@ -169,7 +56,7 @@ def browser() -> Iterator[Any]:
 class ChatPage:
     """One person using the chat page, in their own browser profile."""
 
-    def __init__(self, page: Any, server: ChatServer) -> None:
+    def __init__(self, page: Any, server: ServerProcess) -> None:
         self.page = page
         self.server = server
         self.problems: list[str] = []
@@ -266,7 +153,7 @@ def open_chat(browser: Any) -> Iterator[Callable[..., ChatPage]]:
     contexts: list[Any] = []
     pages: list[ChatPage] = []
 
-    def open_page(server: ChatServer, viewport: dict[str, int] = DESKTOP, path: str = "/chat",
+    def open_page(server: ServerProcess, viewport: dict[str, int] = DESKTOP, path: str = "/chat",
                   **context_options: Any) -> ChatPage:
         context = browser.new_context(viewport=viewport, **context_options)
         contexts.append(context)

@@ -114,7 +114,9 @@ def test_saved_user_unknown_to_a_reset_server_is_offered_a_new_user(open_chat, c
     alice = open_chat(chat_server)
     alice.create_user("alice")
 
-    chat_server.restart(db_path=tmp_path / "fresh.db")  # same address, empty database
+    chat_server.stop()
+    chat_server.db_path = tmp_path / "fresh.db"  # same address, empty database
+    chat_server.start()
     alice.page.reload()
     expect(alice.page.locator("#whoami-name")).to_have_text("alice")
     alice.create_room("Fresh start")
