@@ -21,6 +21,7 @@ const state = {
   room: null,            // {id, name} of the room we are in, or null
   socket: null,          // the live WebSocket; closes of older ones are ignored
   lastSeq: 0,            // highest message seq shown in this room
+  firstSeq: 0,           // lowest one, where "Show earlier messages" pages back from
   reconnectAttempt: 0,
   reconnectTimer: null,
   connectedOnce: false,  // tells "joined" apart from "reconnected"
@@ -45,7 +46,9 @@ function textElement(tag, className, text) {
 function formatTime(isoTimestamp) {
   const date = new Date(isoTimestamp);
   if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (date.toDateString() === new Date().toDateString()) return time;
+  return date.toLocaleDateString([], { day: "numeric", month: "short" }) + " " + time;
 }
 
 // Same user, same colour, on every screen.
@@ -344,6 +347,7 @@ async function joinRoom(room) {
     const history = await api("GET", roomPath(room.id, "/messages?limit=" + HISTORY_LIMIT));
     if (state.room !== room) return;
     for (const message of history) showMessage(message);
+    offerEarlier(history);
   } catch (error) {
     if (state.room !== room) return;
     // The socket's since=0 replay still brings the messages; just say so.
@@ -378,6 +382,7 @@ function failJoin(error) {
 function enterRoom(room) {
   state.room = room;
   state.lastSeq = 0;
+  state.firstSeq = 0;
   state.connectedOnce = false;
   state.reconnectAttempt = 0;
   ui.roomTitle.textContent = room.name;
@@ -553,8 +558,14 @@ function showMessage(message) {
   // replay we already have (history plus `since` overlap, or a reconnect).
   if (typeof message.seq === "number") {
     if (message.seq <= state.lastSeq) return;
+    if (state.firstSeq === 0) state.firstSeq = message.seq;
     state.lastSeq = message.seq;
   }
+  const item = messageItem(message);
+  appendToLog(item, item.classList.contains("mine"));
+}
+
+function messageItem(message) {
   const mine = state.user !== null && message.user_id === state.user.id;
   const item = textElement("li", mine ? "message mine" : "message");
   if (typeof message.seq === "number") item.dataset.seq = String(message.seq);
@@ -564,7 +575,45 @@ function showMessage(message) {
   time.dateTime = message.timestamp || "";
   meta.append(author, time);
   item.append(meta, textElement("p", "content", message.content));
-  appendToLog(item, mine);
+  return item;
+}
+
+// A full page of history suggests there is more before it.
+function offerEarlier(page) {
+  const button = byId("load-earlier");
+  if (button) button.parentElement.remove();
+  if (page.length < HISTORY_LIMIT || state.firstSeq <= 1) return;
+  const item = textElement("li", "earlier");
+  const more = textElement("button", "secondary", "Show earlier messages");
+  more.type = "button";
+  more.id = "load-earlier";
+  more.addEventListener("click", showEarlier);
+  item.append(more);
+  ui.messages.prepend(item);
+}
+
+async function showEarlier() {
+  const room = state.room;
+  let page;
+  try {
+    page = await api("GET", roomPath(room.id, "/messages?limit=" + HISTORY_LIMIT + "&before=" + state.firstSeq));
+  } catch (error) {
+    showApiError(error, "Could not load earlier messages");
+    return;
+  }
+  if (state.room !== room) return;
+  if (page.length === 0) {
+    offerEarlier([]);  // nothing older after all: drop the button
+    return;
+  }
+  // Keep what the person was looking at in place while older lines go above it.
+  const log = ui.messages;
+  const fromBottom = log.scrollHeight - log.scrollTop;
+  const anchor = byId("load-earlier").parentElement.nextSibling;
+  for (const message of page) log.insertBefore(messageItem(message), anchor);
+  state.firstSeq = page[0].seq;
+  offerEarlier(page);
+  log.scrollTop = log.scrollHeight - fromBottom;
 }
 
 function showEvent(text, extraClass) {

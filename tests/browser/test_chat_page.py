@@ -81,6 +81,32 @@ def test_history_appears_on_join_and_a_reload_keeps_the_user(open_chat, chat_ser
     assert sorted(user["username"] for user in chat_server.get_json("/users")) == ["alice", "bob"]
 
 
+def test_earlier_messages_page_back_beyond_the_first_fifty(open_chat, start_server):
+    server = start_server(RATE_LIMIT_PER_SECOND="0")  # 55 quick messages are not a flood here
+    alice = open_chat(server)
+    alice.create_user("alice")
+    alice.create_room("Archive")
+    alice.join_and_wait("Archive")
+    for n in range(1, 56):
+        alice.send(f"entry {n}")
+    expect(alice.message_texts).to_have_count(55)
+
+    bob = open_chat(server)
+    bob.create_user("bob")
+    bob.join_and_wait("Archive")
+    expect(bob.message_texts).to_have_count(50)
+    expect(bob.message_texts.first).to_have_text("entry 6")
+    expect(bob.message_texts.last).to_be_in_viewport()
+
+    bob.page.get_by_role("button", name="Show earlier messages").click()
+    expect(bob.message_texts).to_have_text([f"entry {n}" for n in range(1, 56)])
+    expect(bob.message_texts.nth(5)).to_be_in_viewport()  # the reader stays where they were
+    expect(bob.message_texts.first).not_to_be_in_viewport()
+    expect(bob.page.get_by_role("button", name="Show earlier messages")).to_have_count(0)
+    alice.send("entry 56")
+    expect(bob.message_texts).to_have_count(56)
+
+
 def test_phone_sized_screen(open_chat, chat_server):
     host = open_chat(chat_server)
     host.create_user("host")
