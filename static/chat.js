@@ -386,6 +386,7 @@ function enterRoom(room) {
   state.connectedOnce = false;
   state.reconnectAttempt = 0;
   ui.roomTitle.textContent = room.name;
+  document.title = room.name + " · Chat rooms";
   ui.messages.replaceChildren();
   renderPresence([]);
   ui.leaveButton.hidden = false;
@@ -403,6 +404,7 @@ function leaveRoom() {
   if (state.room === null) return;
   state.room = null;
   ui.roomTitle.textContent = "No room joined";
+  document.title = "Chat rooms";
   ui.messages.replaceChildren(textElement("li", "empty", "Join a room to see its messages here."));
   renderPresence([]);
   ui.leaveButton.hidden = true;
@@ -461,6 +463,7 @@ function onConnected() {
   state.reconnectAttempt = 0;
   setStatus("connected", "Connected");
   setComposerEnabled(true);
+  if (!wasReconnect) focusComposer();  // a reconnect must not steal focus
   clearNotice("connection");
   clearNotice("unreachable");
   showEvent(wasReconnect ? "Reconnected." : "You joined “" + state.room.name + "”.");
@@ -492,9 +495,9 @@ function handleFrame(frame) {
   }
 }
 
+// While reconnecting the message box stays usable: one can go on typing.
 function onSocketClosed(event) {
   state.socket = null;
-  setComposerEnabled(false);
   if (event.code === 4004 && /user/i.test(event.reason)) return stopWith(showUserNotFound);
   if (event.code === 4004) return stopWith(showRoomNotFound);
   if (event.code === 4001) return stopWith(showUnauthorized);
@@ -514,6 +517,7 @@ function onSocketClosed(event) {
 function stopWith(explain) {
   explain();
   setStatus("stopped", "Disconnected");
+  setComposerEnabled(false);
 }
 
 function closeExplanation(event) {
@@ -632,7 +636,8 @@ function sendMessage() {
   const content = ui.messageInput.value.trim();
   if (content === "") return;
   if (state.socket === null || state.socket.readyState !== WebSocket.OPEN) {
-    showNotice("Not connected right now; your message is still in the box. Send it again once connected.", {
+    showNotice("Not connected right now, so this was not sent; it is still in the box. " +
+      "Press Enter again once the status says Connected.", {
       kind: "warning",
       tag: "connection",
     });
@@ -648,7 +653,11 @@ function sendMessage() {
 function setComposerEnabled(enabled) {
   ui.messageInput.disabled = !enabled;
   ui.sendButton.disabled = !enabled;
-  if (enabled && !matchMedia("(pointer: coarse)").matches) ui.messageInput.focus();
+}
+
+// Not on touch screens, where focus pops up the keyboard over the messages.
+function focusComposer() {
+  if (!matchMedia("(pointer: coarse)").matches) ui.messageInput.focus();
 }
 
 // ---------------------------------------------------------------- presence

@@ -58,15 +58,22 @@ def test_dropped_connection_says_so_and_comes_back_by_itself(open_chat, chat_ser
     chat_server.kill()  # no close frame: the browser sees 1006
     expect(alice.notice).to_contain_text("The connection to the server was lost")
     expect(alice.notice).to_contain_text("Reconnecting by itself")
-    expect(alice.page.get_by_role("button", name="Send")).to_be_disabled()
+    # Typing goes on; Enter explains instead of losing the text.
+    box = alice.page.get_by_label("Message", exact=True)
+    box.fill("typed while offline")
+    box.press("Enter")
+    expect(alice.notice).to_contain_text("Not connected right now, so this was not sent")
+    expect(box).to_have_value("typed while offline")
 
     chat_server.start()
     alice.expect_connected()
     bob.expect_connected()
     expect(alice.notice).to_be_hidden()
+    box.press("Enter")
+    expect(box).to_have_value("")
     bob.send("still here")
     for person in (alice, bob):
-        expect(person.message_texts).to_have_text(["saved before the crash", "still here"])
+        expect(person.message_texts).to_have_text(["saved before the crash", "typed while offline", "still here"])
 
 
 def test_a_message_the_server_refuses_is_shown_as_refused(open_chat, start_server):
