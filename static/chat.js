@@ -707,7 +707,11 @@ function forgetRoomLink() {
 
 function roomIdFromLink() {
   const match = /^#room=(.+)$/.exec(location.hash);
-  return match ? decodeURIComponent(match[1]) : null;
+  try {
+    return match ? decodeURIComponent(match[1]) : null;
+  } catch (badEscape) {
+    return match[1];  // a mangled link: let the server say the room is unknown
+  }
 }
 
 function findElements() {

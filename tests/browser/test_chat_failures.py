@@ -101,6 +101,22 @@ def test_unknown_room_link_says_room_not_found_and_what_to_do(open_chat, chat_se
     expect(alice.page).to_have_url(chat_server.url + "/chat")
 
 
+def test_a_mangled_room_link_is_treated_as_an_unknown_room(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.create_user("alice")
+    alice.open("/chat#room=%E0%A4%A")
+    alice.page.reload()
+    expect(alice.notice).to_contain_text("Room not found")
+
+
+def test_the_servers_reason_for_refusing_a_username_is_shown(open_chat, chat_server):
+    alice = open_chat(chat_server)
+    alice.page.get_by_placeholder("Pick a username").fill("  a  ")  # 2 characters only with spaces
+    alice.page.get_by_role("button", name="Create user").click()
+    expect(alice.notice).to_contain_text("Could not create the user: Username must be at least 2 characters long")
+    expect(alice.page.get_by_role("button", name="Create user")).to_be_enabled()
+
+
 def test_socket_closed_with_4004_room_not_found_is_explained(open_chat, chat_server):
     """The socket's own 4004 (room gone between join and connect), from the real server."""
     alice = open_chat(chat_server)
