@@ -23,6 +23,13 @@ def test_page_is_served_with_its_own_assets_and_a_strict_csp(open_chat, chat_ser
         assert chat.page.request.get(chat_server.url + asset).ok, asset
     expect(chat.page.get_by_role("button", name="Create user")).to_be_visible()
 
+    # An injected inline script is refused (and would be reported as a problem).
+    with pytest.raises(sync_api.Error, match="Content Security Policy"):
+        chat.page.add_script_tag(content="window.injected = true")
+    assert chat.page.evaluate("window.injected") is None
+    assert [p for p in chat.problems if "CSP violation" in p] != []
+    chat.problems.clear()
+
 
 def test_two_people_see_each_others_messages_joins_and_leaves(open_chat, chat_server):
     alice = open_chat(chat_server)
