@@ -62,17 +62,34 @@ def rss_bytes(pid: int) -> int:
     return total
 
 
+def write_syscalls(pid: int) -> int:
+    """write() calls so far (/proc/PID/io syscw): file writes such as SQLite's; socket sends are not counted."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/io").read_text().splitlines():
+                if line.startswith("syscw:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
 class CpuMeter:
-    """Server CPU spent between start() and stop()."""
+    """Server CPU spent between start() and stop(), and the file writes made meanwhile."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.begin = 0.0
         self.seconds = 0.0
+        self.writes_begin = 0
+        self.writes = 0
 
     def start(self) -> None:
+        self.writes_begin = write_syscalls(self.pid)
         self.begin = cpu_seconds(self.pid)
 
     def stop(self) -> float:
         self.seconds = cpu_seconds(self.pid) - self.begin
+        self.writes = write_syscalls(self.pid) - self.writes_begin
         return self.seconds

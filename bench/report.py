@@ -126,10 +126,12 @@ def markdown(report: dict) -> str:
 
 DETAILS = {
     "fanout_": [("messages_per_s", "messages/s (closed loop)"), ("deliveries_per_s", "deliveries/s"),
-                ("server_cpu_us_per_delivery", "server CPU µs/delivery")],
+                ("server_cpu_us_per_delivery", "server CPU µs/delivery"),
+                ("server_file_writes_per_message", "server file writes/message (SQLite)")],
     "latency": [("offered_messages_per_s", "offered messages/s"), ("latency_p50_ms", "p50 ms"),
                 ("latency_p90_ms", "p90 ms"), ("latency_p99_ms", "p99 ms"), ("latency_p99.9_ms", "p99.9 ms"),
-                ("server_cpu_us_per_delivery", "server CPU µs/delivery")],
+                ("server_cpu_us_per_delivery", "server CPU µs/delivery"),
+                ("server_file_writes_per_message", "server file writes/message (SQLite)")],
     "rest": [("post_users_requests_per_s", "POST /users req/s"),
              ("post_users_server_cpu_us_per_request", "POST /users server CPU µs/req"),
              ("post_users_p99_ms", "POST /users p99 ms"),

@@ -63,6 +63,7 @@ def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: s
         "wall_s": wall,
         "server_cpu_s": cpu,
         "server_cpu_us_per_delivery": cpu / unique * 1e6 if unique else float("nan"),
+        "server_file_writes_per_message": meter.writes / messages if messages else float("nan"),
         "messages_per_s": messages / wall if wall else 0.0,
         "deliveries_per_s": unique / wall if wall else 0.0,
         "errors": [e for r in results for e in r["errors"]][:5],
