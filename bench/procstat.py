@@ -1,6 +1,9 @@
 """Server CPU time and memory, read from /proc so that the load generator's own work is never counted."""
 
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -75,21 +78,45 @@ def write_syscalls(pid: int) -> int:
     return total
 
 
-class CpuMeter:
-    """Server CPU spent between start() and stop(), and the file writes made meanwhile."""
+def tcp_data_segments_out(pid: int) -> int:
+    """Data segments sent so far on the process's open TCP connections (ss's data_segs_out).
 
-    def __init__(self, pid: int) -> None:
+    With TCP_NODELAY every send() leaves as at least one segment, so per delivered
+    frame this says how many writes the server made: 1.0 is one write per frame,
+    less is writes coalesced. Counts only connections that are still open.
+    """
+    out = subprocess.run(["ss", "-tinpH", "state", "established"], capture_output=True, text=True, check=True).stdout
+    owner, total = f"pid={pid},", 0
+    lines = out.splitlines()
+    for head, info in zip(lines, lines[1:]):
+        if owner in head and not info.startswith(("0 ", "ESTAB")):
+            found = re.search(r"data_segs_out:(\d+)", info)
+            total += int(found.group(1)) if found else 0
+    return total
+
+
+class CpuMeter:
+    """Server CPU spent between start() and stop(), and the file writes and TCP segments made meanwhile."""
+
+    def __init__(self, pid: int, count_segments: bool = False) -> None:
         self.pid = pid
+        self.count_segments = count_segments and shutil.which("ss") is not None
+        self.segments_begin = 0
+        self.segments: int | None = None
         self.begin = 0.0
         self.seconds = 0.0
         self.writes_begin = 0
         self.writes = 0
 
     def start(self) -> None:
+        if self.count_segments:
+            self.segments_begin = tcp_data_segments_out(self.pid)
         self.writes_begin = write_syscalls(self.pid)
         self.begin = cpu_seconds(self.pid)
 
     def stop(self) -> float:
         self.seconds = cpu_seconds(self.pid) - self.begin
         self.writes = write_syscalls(self.pid) - self.writes_begin
+        if self.count_segments:
+            self.segments = tcp_data_segments_out(self.pid) - self.segments_begin
         return self.seconds

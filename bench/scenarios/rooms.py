@@ -39,7 +39,7 @@ def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: s
     with WorkerGroup(wsload.worker_main, jobs, ctx.progress) as group:
         group.gather("ready", timeout=120, total=len(plans))
         time.sleep(0.5)  # the last user_joined broadcasts settle before the meter starts
-        meter = CpuMeter(server.pid)
+        meter = CpuMeter(server.pid, count_segments=True)
         ctx.progress.stage(f"{label}: deliveries")
         meter.start()
         began = time.monotonic()
@@ -63,6 +63,7 @@ def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: s
         "wall_s": wall,
         "server_cpu_s": cpu,
         "server_cpu_us_per_delivery": cpu / unique * 1e6 if unique else float("nan"),
+        "server_tcp_segments_per_delivery": meter.segments / unique if unique and meter.segments else None,
         "server_file_writes_per_message": meter.writes / messages if messages else float("nan"),
         "messages_per_s": messages / wall if wall else 0.0,
         "deliveries_per_s": unique / wall if wall else 0.0,
