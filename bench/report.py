@@ -115,7 +115,7 @@ def markdown(report: dict) -> str:
     ]
     for row in report["targets"]:
         unit = f" {row['unit']}" if row["unit"] else ""
-        ratio = f"{row['ratio']:.2f}×" if row["ratio"] is not None else "—"
+        ratio = f"{row['ratio']:.3f}×" if row["ratio"] is not None else "—"
         lines.append(f"| {row['target']} | {_number(row['baseline'])}{unit if row['baseline'] is not None else ''} "
                      f"| {_number(row['ours'])}{unit} | {ratio} | {_limit(row)} | {RESULT[row['pass']]} |")
     for row in report["correctness"]:
