@@ -302,7 +302,9 @@ function markCurrentRoom() {
   for (const item of ui.roomList.children) {
     const isCurrent = state.room !== null && item.dataset.roomId === state.room.id;
     item.classList.toggle("current", isCurrent);
-    item.querySelector(".join-button").textContent = isCurrent ? "Joined" : "Join";
+    const button = item.querySelector(".join-button");
+    button.textContent = isCurrent ? "Joined" : "Join";
+    button.disabled = isCurrent;
   }
 }
 

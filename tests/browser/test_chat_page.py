@@ -38,6 +38,7 @@ def test_two_people_see_each_others_messages_joins_and_leaves(open_chat, chat_se
     alice.join_and_wait("Lobby")
     expect(alice.page.locator("#room-title")).to_have_text("Lobby")
     expect(alice.page).to_have_title("Lobby · Chat rooms")
+    expect(alice.room_row("Lobby").get_by_role("button", name="Joined")).to_be_disabled()
     expect(alice.online).to_have_text(["alice (you)"])
 
     bob = open_chat(chat_server)
