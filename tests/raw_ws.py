@@ -54,16 +54,16 @@ class RawSocket:
     async def read_until_closed(self, timeout: float) -> tuple[bytes, bool]:
         """Everything the server sends until it closes the connection; and whether it did within `timeout`."""
         loop = asyncio.get_running_loop()
-        data, self.unread = self.unread, b""
+        data, self.unread = bytearray(self.unread), b""
         try:
             async with asyncio.timeout(timeout):
                 while chunk := await loop.sock_recv(self.sock, 1 << 16):
                     data += chunk
         except TimeoutError:
-            return data, False
+            return bytes(data), False
         except ConnectionResetError:
             pass  # dropped without a close handshake: also closed
-        return data, True
+        return bytes(data), True
 
     def close(self) -> None:
         self.sock.close()
@@ -86,22 +86,18 @@ def client_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 
 def server_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     """The complete (unmasked) frames at the start of `data`, and what is left of an incomplete one."""
-    frames = []
-    while len(data) >= 2:
-        opcode, size, offset = data[0] & 0x0F, data[1] & 0x7F, 2
+    frames, at = [], 0
+    while len(data) - at >= 2:
+        opcode, size, start = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
         if size == 126:
-            if len(data) < 4:
-                break
-            size, offset = struct.unpack("!H", data[2:4])[0], 4
+            size, start = struct.unpack_from("!H", data, at + 2)[0], at + 4
         elif size == 127:
-            if len(data) < 10:
-                break
-            size, offset = struct.unpack("!Q", data[2:10])[0], 10
-        if len(data) < offset + size:
+            size, start = struct.unpack_from("!Q", data, at + 2)[0], at + 10
+        if len(data) < start + size:
             break
-        frames.append((opcode, data[offset:offset + size]))
-        data = data[offset + size:]
-    return frames, data
+        frames.append((opcode, data[start:start + size]))
+        at = start + size
+    return frames, data[at:]
 
 
 def close_code(payload: bytes) -> tuple[int, str]:
