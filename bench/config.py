@@ -8,7 +8,7 @@ class Sizes:
     repeats: int = 3  # runs of each server per scenario, alternating; the median is reported
     fanout_shapes: tuple[tuple[int, int], ...] = ((10, 20), (1, 200))  # (rooms, clients per room)
     senders_per_room: int = 2
-    messages_per_sender: int = 250
+    messages_per_sender: int = 400
     window: int = 10  # fan-out: messages a sender may have unanswered
     latency_shape: tuple[int, int] = (10, 20)
     latency_duration_s: float = 8.0

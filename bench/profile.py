@@ -1,0 +1,127 @@
+"""Where the server's CPU goes in one scenario: CPU per thread from /proc, and py-spy samples.
+
+    python -m bench.profile fanout --shape 10x20       # or 1x200
+    python -m bench.profile get                        # GET /rooms/{id}/messages?limit=50
+    python -m bench.profile post                       # POST /users
+
+py-spy is optional (`pip install py-spy`; it is no dependency of the project):
+without it only the per-thread split is shown. Not part of the benchmark run.
+"""
+
+import argparse
+import collections
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench import api, restload, servers
+from bench.config import FULL
+from bench.context import Context
+from bench.limits import raise_open_files
+from bench.procstat import CLOCK_TICKS
+from bench.progress import Progress
+from bench.scenarios.rest import HISTORY_LENGTH, measure
+from bench.scenarios.rooms import drive, plan_rooms
+
+
+def thread_ticks(pid: int) -> dict[str, int]:
+    ticks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks[f"{task.name} {name}"] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def summarize_samples(raw: Path, top: int) -> list[str]:
+    """Self and inclusive shares of py-spy's collapsed stacks, line numbers folded."""
+    own, inclusive, total = collections.Counter(), collections.Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    # py-spy counts a thread waiting in select() or in aiosqlite's queue as busy: compare the other lines.
+    lines = [f"{total} samples; self:"]
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines.append("inclusive:")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top * 2)]
+    return lines
+
+
+def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> tuple[int, str]:
+    """Runs the chosen traffic; returns the units of work done and their name."""
+    if args.what == "fanout":
+        rooms, clients = (int(n) for n in args.shape.split("x"))
+        plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages)
+        summary, _ = drive(ctx, server, plans, "profile", mode="fanout", messages_per_sender=args.messages,
+                           window=ctx.sizes.window, deadline_s=300)
+        return summary["deliveries"], "deliveries"
+    common = dict(port=server.port, connections=16, duration_s=args.seconds)
+    if args.what == "get":
+        user = api.create_users(server.url, 1)[0]
+        room = api.create_rooms(server.url, 1)[0]
+        api.send_history(server.port, room, user, HISTORY_LENGTH)
+        jobs = [restload.RestJob(route="get", path=f"/rooms/{room}/messages?limit=50", **common) for _ in range(2)]
+    else:
+        jobs = [restload.RestJob(route="create_user", name_prefix=f"profile-{i}", **common) for i in range(2)]
+    return measure(ctx, server, "profile", jobs)["requests"], "requests"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("fanout", "get", "post"))
+    parser.add_argument("--kind", choices=(servers.OURS, servers.BASELINE), default=servers.OURS)
+    parser.add_argument("--shape", default="10x20", help="fan-out rooms x clients")
+    parser.add_argument("--messages", type=int, default=500, help="fan-out messages per sender")
+    parser.add_argument("--seconds", type=float, default=5.0, help="REST duration")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="path of py-spy, if not on PATH")
+    parser.add_argument("--top", type=int, default=20)
+    args = parser.parse_args(argv)
+    raise_open_files()
+    with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir:
+        ctx = Context(replace(FULL, repeats=1), Path(workdir), Progress())
+        raw = Path(workdir) / "stacks.txt"
+        with servers.running(args.kind, Path(workdir)) as server:
+            spy = None
+            if args.py_spy:
+                spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.pid), "--rate", "200",
+                                        "--format", "raw", "--output", str(raw)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1.0)  # py-spy attaches
+            before = thread_ticks(server.pid)
+            units, unit = workload(ctx, server, args)
+            after = thread_ticks(server.pid)
+            if spy:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+        ctx.progress.finish()
+        print(f"{args.kind} {args.what}: {units:,} {unit}; server CPU per one, by thread:")
+        for thread, ticks in after.items():
+            spent = ticks - before.get(thread, 0)
+            if spent:
+                main_thread = " (event loop)" if thread.split()[0] == str(server.pid) else ""
+                print(f"  {spent / CLOCK_TICKS / units * 1e6:8.2f} µs  thread {thread}{main_thread}")
+        if raw.exists():
+            print("\n".join(summarize_samples(raw, args.top)))
+        elif not args.py_spy:
+            print("(py-spy not found: no samples)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
