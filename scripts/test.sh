@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the test suite needs, then run all of it: ./scripts/test.sh [pytest args]
 #
-# Python packages go into .venv. The browser tests need Debian's chromium and
-# the proxy test needs nginx: as root with apt-get they are installed here;
+# Python packages go into .venv. The browser tests need Debian's chromium, the
+# deployment tests nginx, openssl and systemd-analyze: as root with apt-get they are installed here;
 # otherwise those tests are skipped, and this says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v openssl >/dev/null || missing+=(openssl)            # the proxy test's certificate
+command -v systemd-analyze >/dev/null || missing+=(systemd)    # checks deploy/chat.service
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "Installing ${missing[*]} (Debian packages)..."

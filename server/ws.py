@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from . import frames
 from .config import Config, config_key
-from .db import MAX_USERNAME, MIN_USERNAME, Database, db_key, storable
+from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, db_key, storable
 from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
 from .metrics import Metrics, metrics_key
@@ -57,6 +57,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     # aiohttp refuses a message of exactly max_msg_size bytes; MAX_FRAME_BYTES is the largest one allowed.
     max_msg_size = config.max_frame_bytes + 1 if config.max_frame_bytes else 0
     ws = ChatSocket(compress=False, max_msg_size=max_msg_size, heartbeat=config.heartbeat_seconds or None)
+    if not ws.can_prepare(request).ok:
+        # What a proxy without the upgrade lines turns a socket into: say so, not aiohttp's internals.
+        raise web.HTTPBadRequest(text="WebSocket upgrade expected: this URL is a socket, and a proxy in front "
+                                      "must forward the Upgrade and Connection headers")
     await ws.prepare(request)
     room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
     try:
@@ -210,9 +214,17 @@ def parse_chat_message(text: str, max_length: int) -> str:
 
 
 def parse_since(value: str | None) -> int | None:
-    if value is None or not value.isdigit():
+    return None if value is None else parse_whole_number(value, MAX_SEQ)
+
+
+def parse_whole_number(text: str, high: int | None = None) -> int | None:
+    """The number written in ASCII digits, or None; None also above `high`."""
+    # isdigit() alone lets "²" through, which int() refuses; and a number of thousands
+    # of digits is too long for int() and far too big for SQLite.
+    if not (text.isascii() and text.isdigit()) or (high is not None and len(text) > len(str(high))):
         return None
-    return int(value)
+    value = int(text)
+    return value if high is None or value <= high else None
 
 
 def presented_token(request: web.Request) -> str | None:
