@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MIN_USERNAME, MAX_USERNAME = 2, 50
 MAX_ROOM_NAME = 100
 MAX_ID = 100
+MAX_SEQ = 2**63 - 1  # SQLite's largest INTEGER
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{4})_\w+\.sql$")

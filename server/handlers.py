@@ -21,7 +21,7 @@ from .hub import hub_key
 from .metrics import metrics_key
 from .openapi import openapi_document
 from .origins import origin_policy_key
-from .ws import chat_socket, presented_token
+from .ws import chat_socket, parse_whole_number, presented_token
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +229,11 @@ def int_param(request: web.Request, name: str, default: int | None = None,
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+    value = parse_whole_number(raw)
+    if value is None or value < low or (high is not None and value > high):
         bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
         raise ApiError(422, f"{name} must be a whole number, {bounds}")
-    return int(raw)
+    return value
 
 
 # Middlewares ---------------------------------------------------------------------

@@ -214,17 +214,16 @@ def parse_chat_message(text: str, max_length: int) -> str:
 
 
 def parse_since(value: str | None) -> int | None:
-    return None if value is None else parse_whole_number(value, MAX_SEQ)
+    return None if value is None else parse_whole_number(value)
 
 
-def parse_whole_number(text: str, high: int | None = None) -> int | None:
-    """The number written in ASCII digits, or None; None also above `high`."""
-    # isdigit() alone lets "²" through, which int() refuses; and a number of thousands
-    # of digits is too long for int() and far too big for SQLite.
-    if not (text.isascii() and text.isdigit()) or (high is not None and len(text) > len(str(high))):
+def parse_whole_number(text: str) -> int | None:
+    """The number written in ASCII digits, or None; one past SQLite's range counts as its largest."""
+    # isdigit() alone lets "²" through, which int() refuses; and some thousands of digits are
+    # too many for int(). A seq that big means "after everything" all the same.
+    if not (text.isascii() and text.isdigit()):
         return None
-    value = int(text)
-    return value if high is None or value <= high else None
+    return MAX_SEQ if len(text) > len(str(MAX_SEQ)) else min(int(text), MAX_SEQ)
 
 
 def presented_token(request: web.Request) -> str | None:
