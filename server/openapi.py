@@ -117,8 +117,9 @@ def openapi_document() -> dict[str, Any]:
                                                                 **_errors(404)}}},
             "/rooms/{room_id}/join": {"post": {
                 "summary": "Join a room (before opening its socket)", "parameters": [room_id],
-                "requestBody": _body(_object({"user_id": _text(MAX_ID), "username": _text(MAX_USERNAME),
-                                              "token": _text(200)}, ["user_id"])),
+                # null counts as absent for the optional fields, as older clients send it.
+                "requestBody": _body(_object({"user_id": _text(MAX_ID), "username": _text(MAX_USERNAME, nullable=True),
+                                              "token": _text(200, nullable=True)}, ["user_id"])),
                 "responses": {"200": _json(_ref("Joined")), **_errors(401, 403, 404, 413, 422)}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _text()}}}}}},
