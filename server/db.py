@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import hmac
 import itertools
@@ -38,10 +39,12 @@ MAX_SEQ = 2**63 - 1  # SQLite's largest INTEGER
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_NAME = re.compile(r"^(\d{4})_\w+\.sql$")
 
-INSERT_USER = "INSERT OR IGNORE INTO users (id, username, token_hash, joined_at) VALUES (?, ?, ?, ?)"
-INSERT_ROOM = "INSERT OR IGNORE INTO rooms (id, name, created_at) VALUES (?, ?, ?)"
-INSERT_MEMBER = "INSERT OR IGNORE INTO memberships (room_id, user_id, joined_at) VALUES (?, ?, ?)"
-INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, timestamp) VALUES (?, ?, ?, ?, ?, ?)"
+# Writes are INSERTs of one row each; a run of them becomes one multi-row INSERT (see _insert_rows).
+INSERT_USER = "INSERT OR IGNORE INTO users (id, username, token_hash, joined_at) VALUES"
+INSERT_ROOM = "INSERT OR IGNORE INTO rooms (id, name, created_at) VALUES"
+INSERT_MEMBER = "INSERT OR IGNORE INTO memberships (room_id, user_id, joined_at) VALUES"
+INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, timestamp) VALUES"
+MAX_ROWS_PER_INSERT = 500  # 500 rows of at most 6 values stay far below SQLite's 32766 parameters
 SELECT_MESSAGES = """
     SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
     FROM messages m JOIN users u ON u.id = m.user_id
@@ -139,27 +142,30 @@ class Database:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Write]) -> None:
+        # Consecutive writes of one kind go in one multi-row INSERT: a single statement is a
+        # single transaction (the connection is in autocommit mode) and a single trip to the
+        # database thread. The writes are independent rows, so a failure only fails its own run.
+        for sql, same_kind in itertools.groupby(batch, key=lambda write: write.sql):
+            writes = list(same_kind)
+            for start in range(0, len(writes), MAX_ROWS_PER_INSERT):
+                await self._insert(sql, writes[start:start + MAX_ROWS_PER_INSERT])
+
+    async def _insert(self, sql: str, writes: list[_Write]) -> None:
         try:
-            for write in batch:
+            for write in writes:
                 if write.message is not None:
                     write.params = await self._number_message(write.message)
-            # Consecutive writes of the same statement go in one executemany: one trip to the thread.
-            for sql, writes in itertools.groupby(batch, key=lambda write: write.sql):
-                await self._writer.executemany(sql, [write.params for write in writes])
-            await self._writer.commit()
+            params = [value for write in writes for value in write.params]
+            await self._writer.execute(_insert_rows(sql, len(writes[0].params), len(writes)), params)
         except Exception as exc:
-            log.error("Could not commit %d writes: %s", len(batch), exc)
-            self._last_seq.clear()  # seqs given out in this batch were not stored
-            try:
-                await self._writer.rollback()
-            except sqlite3.Error:
-                log.exception("Rollback failed")
-            for write in batch:
+            log.error("Could not store %d rows: %s", len(writes), exc)
+            self._last_seq.clear()  # the seqs just given out were not stored
+            for write in writes:
                 if not write.done.done():
                     write.done.set_exception(exc)
             return
         # Waiters wake in this order, so messages are published in the order they were numbered.
-        for write in batch:
+        for write in writes:
             if not write.done.done():
                 write.done.set_result(None)
 
@@ -245,6 +251,13 @@ def storable(text: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)
+def _insert_rows(insert: str, width: int, rows: int) -> str:
+    """`INSERT ... VALUES` completed with `rows` groups of `width` placeholders."""
+    group = f"({', '.join('?' * width)})"
+    return f"{insert} {', '.join([group] * rows)}"
+
+
 def _user(row: Any) -> dict[str, Any]:
     return {"id": row[0], "username": row[1], "joined_at": row[2]}
 
@@ -260,7 +273,8 @@ def _hash_token(token: str) -> str:
 
 
 async def _connect(path: Path, read_only: bool = False) -> aiosqlite.Connection:
-    conn = await aiosqlite.connect(path)
+    # Autocommit: every statement is its own transaction (migrations say BEGIN themselves).
+    conn = await aiosqlite.connect(path, isolation_level=None)
     await conn.execute("PRAGMA busy_timeout = 5000")
     await conn.execute("PRAGMA foreign_keys = ON")
     if read_only:
