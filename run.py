@@ -9,6 +9,7 @@ import sys
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server import create_app
 from server.config import Config, ConfigError
@@ -26,6 +27,19 @@ class AccessLogger(AbstractAccessLogger):
                           response.status, time * 1000)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse as an ERROR with a traceback, although it answers 400:
+    any scanner could fill the log with them. One WARNING line says the same."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and exc.code == 400:
+            record.msg, record.args = "Malformed request from %s: %s", (*record.args[:1], exc.message.splitlines()[0])
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Real-time chat rooms over WebSocket.")
     parser.add_argument("--host", help="address to listen on (HOST, default 127.0.0.1)")
@@ -38,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     log = logging.getLogger("chat")
     log.info("Chat server (%s) on http://%s:%d/chat, database %s",
              config.environment, config.host, config.port, config.db_path)
