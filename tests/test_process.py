@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,3 +162,17 @@ async def test_kill_9_loses_no_message_a_sender_saw_acknowledged(start_server):
         total_acked += len(mine)
     print(f"\nkill -9 after {total_acked} acknowledged messages from {SENDERS} senders; "
           f"{len(stored)} stored, {len(stored) - total_acked} of them committed but not yet echoed")
+
+
+def test_a_malformed_request_is_answered_400_and_logged_in_one_line(start_server):
+    server = start_server()
+    for raw in (b"GET / HTTP/1.1\r\nHost: x\r\nX-Probe: \x00\r\n\r\n",
+                b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            conn.sendall(raw)
+            assert conn.recv(4096).startswith(b"HTTP/1.0 400 Bad Request")
+    assert server.stop() == 0
+    lines = [line for line in server.log_text().splitlines() if "Malformed request" in line]
+    assert len(lines) == 2 and all(" WARNING aiohttp.server: Malformed request from 127.0.0.1: " in line
+                                   for line in lines), lines
+    assert "Traceback" not in server.log_text()
