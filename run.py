@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     log = logging.getLogger("chat")
-    log.info("Chat server (%s) on http://%s:%d/chat, database %s",
+    log.info("Starting chat server (%s) on http://%s:%d/chat, database %s",
              config.environment, config.host, config.port, config.db_path)
     try:
         web.run_app(
@@ -64,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
             access_log=logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None,
             access_log_class=AccessLogger,
         )
-    except (MigrationError, sqlite3.Error, OSError) as exc:
+    except sqlite3.Error as exc:
+        log.error("Cannot start: cannot use the database %s: %s", config.db_path, exc)
+        return 1
+    except (MigrationError, OSError) as exc:
         log.error("Cannot start: %s", exc)
         return 1
     log.info("Stopped")
