@@ -80,6 +80,9 @@ class Database:
     @classmethod
     async def open(cls, path: Path) -> Database:
         """Connect to (and create) the database file and apply pending migrations."""
+        # A path that cannot be opened fails here, plainly: when aiosqlite's first connect
+        # fails, its worker thread outlives the event loop and prints a traceback at exit.
+        sqlite3.connect(path).close()
         writer = await _connect(path)
         try:
             await migrate(writer)
