@@ -189,7 +189,9 @@ class Database:
         return _user(rows[0]) if rows else None
 
     async def list_users(self) -> list[dict[str, Any]]:
-        rows = await self._reader.execute_fetchall("SELECT id, username, joined_at FROM users ORDER BY joined_at, id")
+        # rowid breaks ties in creation order: many users are created within one millisecond.
+        rows = await self._reader.execute_fetchall(
+            "SELECT id, username, joined_at FROM users ORDER BY joined_at, rowid")
         return [_user(row) for row in rows]
 
     async def check_token(self, user_id: str, token: str | None) -> bool:
@@ -214,7 +216,7 @@ class Database:
         rows = await self._reader.execute_fetchall(
             f"""SELECT r.id, r.name, r.created_at, m.user_id
                 FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id {where}
-                ORDER BY r.created_at, r.id, m.joined_at, m.user_id""", params)
+                ORDER BY r.created_at, r.rowid, m.joined_at, m.user_id""", params)
         rooms: dict[str, dict[str, Any]] = {}
         for room_id, name, created_at, member in rows:
             room = rooms.setdefault(room_id, {"id": room_id, "name": name, "created_at": created_at, "users": []})
