@@ -13,6 +13,7 @@ class Sizes:
     latency_shape: tuple[int, int] = (10, 20)
     latency_duration_s: float = 8.0
     latency_warmup_s: float = 1.0
+    latency_repeats: int = 5  # tail latency moves with anything else on the machine: more runs, steadier median
     idle_sockets: int = 20_000
     idle_room_size: int = 20
     rest_duration_s: float = 3.0
@@ -38,6 +39,7 @@ QUICK = Sizes(
     latency_shape=(2, 4),
     latency_duration_s=1.0,
     latency_warmup_s=0.2,
+    latency_repeats=1,
     idle_sockets=100,
     idle_room_size=10,
     rest_duration_s=0.5,

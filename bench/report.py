@@ -106,8 +106,10 @@ def markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [
         f"Machine: {machine['nproc']} cores ({machine['cpu_model']}), shared by the server and the load generator; "
-        f"Python {machine['python']}, aiohttp {machine['aiohttp']}, Linux {machine['kernel']}.",
-        f"Command: `{report['command']}` — {report['sizes']['repeats']} alternating runs per server, medians; "
+        f"Python {machine['python']}, aiohttp {machine['aiohttp']}, Linux {machine['kernel']}; "
+        f"load average {machine['load_average_at_start'][0]:.1f} at the start.",
+        f"Command: `{report['command']}` — {report['sizes']['repeats']} alternating runs per server "
+        f"({max(report['sizes']['repeats'], report['sizes']['latency_repeats'])} for latency), medians; "
         f"took {report['duration_s']:.0f} s on {report['started']}.",
         "",
         "| Target | Baseline | Ours | Ratio | Limit | Result |",

@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run each (the CI smoke)")
     parser.add_argument("--only", default=",".join(suite.SCENARIOS),
                         help=f"comma-separated scenarios, of: {', '.join(suite.SCENARIOS)}")
-    parser.add_argument("--repeats", type=int, help="runs of each server per scenario (default 3, quick 1)")
+    parser.add_argument("--repeats", type=int, help="runs of each server per scenario (default 3, and 5 for latency; quick 1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json/.md and latency.svg")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(suite.SCENARIOS)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.repeats:
-        sizes = dataclasses.replace(sizes, repeats=args.repeats)
+        sizes = dataclasses.replace(sizes, repeats=args.repeats, latency_repeats=args.repeats)
     raise_open_files()  # inherited by the servers and the load-generator processes
     names = [name for name in suite.SCENARIOS if name in args.only.split(",")]
     started, began = datetime.now(timezone.utc), time.monotonic()

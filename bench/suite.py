@@ -11,10 +11,10 @@ from bench.stats import median_of_runs
 SCENARIOS = ("fanout", "latency", "durability", "rest", "idle", "history")
 
 
-def alternate(ctx: Context, measure: Callable[[str], dict]) -> dict:
+def alternate(ctx: Context, measure: Callable[[str], dict], repeats: int | None = None) -> dict:
     """baseline, ours, then ours, baseline, ...: a drift in the machine's load hits both alike."""
     runs: dict[str, list[dict]] = {BASELINE: [], OURS: []}
-    for rep in range(ctx.sizes.repeats):
+    for rep in range(repeats or ctx.sizes.repeats):
         for kind in (BASELINE, OURS) if rep % 2 == 0 else (OURS, BASELINE):
             runs[kind].append(measure(kind))
     return {"median": {kind: median_of_runs(kind_runs) for kind, kind_runs in runs.items()}, "runs": runs}
@@ -40,7 +40,7 @@ def run_latency(ctx: Context, results: dict) -> None:
         latencies[kind].extend(samples)
         return summary
 
-    section = alternate(ctx, measure)
+    section = alternate(ctx, measure, max(ctx.sizes.repeats, ctx.sizes.latency_repeats))
     section["all_latencies_us"] = latencies  # for the plot; not written to the JSON
     results["latency"] = section
 
