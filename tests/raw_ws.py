@@ -24,7 +24,7 @@ class RawSocket:
 
     @classmethod
     async def connect(cls, host: str, port: int, path: str, receive_buffer: int | None = None,
-                      timeout: float = 5.0) -> RawSocket:
+                      timeout: float = 5.0, extra_headers: bytes = b"") -> RawSocket:
         """Open the TCP connection (with a small receive buffer if asked) and upgrade it."""
         loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -37,7 +37,8 @@ class RawSocket:
                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (host, port))
-            await loop.sock_sendall(sock, request.encode())
+            # Extra headers go as bytes: a test may want bytes that no client library would send.
+            await loop.sock_sendall(sock, request.encode()[:-2] + extra_headers + b"\r\n")
             response = b""
             while b"\r\n\r\n" not in response:
                 chunk = await loop.sock_recv(sock, 4096)
@@ -64,6 +65,20 @@ class RawSocket:
         except ConnectionResetError:
             pass  # dropped without a close handshake: also closed
         return bytes(data), True
+
+    async def read_until_close_frame(self, timeout: float) -> list[tuple[int, bytes]]:
+        """The frames the server sends up to and including its close frame."""
+        loop = asyncio.get_running_loop()
+        data, self.unread = self.unread, b""
+        async with asyncio.timeout(timeout):
+            while True:
+                frames, _ = server_frames(data)
+                if any(opcode == CLOSE for opcode, _ in frames):
+                    return frames
+                chunk = await loop.sock_recv(self.sock, 1 << 16)
+                if not chunk:
+                    raise ConnectionError(f"closed without a close frame after {frames}")
+                data += chunk
 
     def close(self) -> None:
         self.sock.close()

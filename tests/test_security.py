@@ -6,6 +6,8 @@ A refused socket must learn nothing of the room: its first frame is the close.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import logging
 
 import aiohttp
@@ -13,6 +15,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from helpers import TIMEOUT, assert_error, connect, create_room, create_user, receive, send_and_receive
+from raw_ws import CLOSE, RawSocket, close_code
 
 GOOD_ORIGIN = "https://chat.example"
 PREVIEW_ORIGINS = r"https://[a-z]+\.preview\.example"
@@ -68,6 +71,35 @@ async def test_a_socket_for_an_existing_user_needs_that_users_token(make_client)
     assert (await send_and_receive(by_header, "signed in"))["user_id"] == alice["id"]
     for ws in (by_query, by_header):
         await ws.close()
+
+
+async def test_a_token_that_is_not_utf8_is_just_a_wrong_token(make_client):
+    client = await make_client(require_tokens=True)
+    alice = await create_user(client, "alice")
+    room = await create_room(client)
+    garbled = b"Authorization: Bearer " + alice["token"].encode()[:10] + b"\xff\xfe\r\n"
+    raw = await RawSocket.connect(client.host, client.port, f"/ws/{room['id']}/{alice['id']}",
+                                  extra_headers=garbled)
+    frames = await raw.read_until_close_frame(timeout=TIMEOUT)
+    raw.close()
+    assert [(opcode, close_code(payload)) for opcode, payload in frames] == [(CLOSE, (4001, "Unauthorized"))]
+
+    def join_with_garbled_header() -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(client.host, client.port, timeout=TIMEOUT)
+        conn.putrequest("POST", f"/rooms/{room['id']}/join")
+        conn.putheader("Authorization", b"Bearer \xff\xfe")
+        body = json.dumps({"user_id": alice["id"]}).encode()
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        try:
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    status, body = await asyncio.to_thread(join_with_garbled_header)
+    assert (status, json.loads(body)) == (401, {"detail": UNAUTHORIZED_JOIN})
 
 
 async def test_join_for_an_existing_user_needs_that_users_token(make_client):
