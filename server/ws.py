@@ -155,18 +155,11 @@ async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, co
                            metrics: Metrics) -> None:
     strikes = 0
     async for msg in ws:
-        if msg.type is not WSMsgType.TEXT:
-            if msg.type is WSMsgType.BINARY:
-                hub.send(peer, frames.error("Binary frames are not supported; send JSON text"))
-                continue
+        if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             # An error: aiohttp has closed the socket already (1009 for an oversized frame).
             peer.close_code = getattr(msg.data, "code", None)
             break
-        try:
-            content = parse_chat_message(msg.data, config.max_message_length)
-        except BadFrame as bad:
-            hub.send(peer, frames.error(str(bad)))
-            continue
+        # Every frame spends from the bucket, not only good messages: junk costs a parse and an answer too.
         if peer.bucket is not None and not peer.bucket.take():
             strikes += 1
             if strikes >= FLOOD_STRIKES:
@@ -176,6 +169,14 @@ async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, co
             hub.send(peer, frames.error("Rate limit exceeded: slow down"))
             continue
         strikes = 0
+        if msg.type is WSMsgType.BINARY:
+            hub.send(peer, frames.error("Binary frames are not supported; send JSON text"))
+            continue
+        try:
+            content = parse_chat_message(msg.data, config.max_message_length)
+        except BadFrame as bad:
+            hub.send(peer, frames.error(str(bad)))
+            continue
         try:
             message = await db.add_message(peer.room_id, peer.user_id, peer.username, content)
         except sqlite3.Error:
