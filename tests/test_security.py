@@ -317,3 +317,25 @@ async def test_tokens_never_reach_the_log_of_a_real_server(start_server):
     assert f"GET /ws/{room['id']}/{alice['id']}" in log  # requests are logged at DEBUG, without their query
     assert "WebSocket closed with code 4001: Unauthorized" in log
     assert alice["token"] not in log
+
+
+@pytest.mark.parametrize("junk", ["not json", '{"content": 5}', b"\x00binary"])
+async def test_a_flood_of_invalid_frames_is_rate_limited_too(make_client, junk):
+    """Junk costs the server a parse and an answer each: it spends the same budget as messages."""
+    client = await make_client(rate_limit_per_second=5, rate_limit_burst=10)
+    alice, bob = await create_user(client, "alice"), await create_user(client, "bob")
+    room = await create_room(client)
+    ws_bob = await connect(client, room["id"], bob["id"])
+    flooder = await connect(client, room["id"], alice["id"])
+    await receive(ws_bob)  # alice joined
+    send = flooder.send_bytes if isinstance(junk, bytes) else flooder.send_str
+    for _ in range(200):
+        await send(junk)
+    errors = []
+    while (msg := await flooder.receive(timeout=TIMEOUT)).type is WSMsgType.TEXT:
+        errors.append(msg.json()["message"])
+    assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 1008, "Rate limit exceeded")
+    assert "Rate limit exceeded: slow down" in errors and len(errors) < 40
+    left = await receive(ws_bob)
+    assert (left["type"], left["user_id"]) == ("user_left", alice["id"])
+    await ws_bob.close()
