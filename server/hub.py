@@ -37,7 +37,7 @@ class Peer:
     """One open socket in a room and what is waiting to be written to it."""
 
     __slots__ = ("ws", "transport", "room_id", "user_id", "username", "address",
-                 "bucket", "outbox", "held", "replayed_through", "close_code")
+                 "bucket", "outbox", "held", "held_bytes", "replayed_through", "close_code")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, room_id: str, user_id: str,
                  username: str, address: str, bucket: TokenBucket | None) -> None:
@@ -51,6 +51,7 @@ class Peer:
         self.outbox: list[bytes] | None = None
         # While a reconnecting socket replays history, live frames wait here with their seq.
         self.held: list[tuple[int | None, bytes]] | None = None
+        self.held_bytes = 0
         self.replayed_through: int | None = None
         self.close_code: int | None = None  # set when the server closes the socket itself
 
@@ -123,6 +124,7 @@ class Hub:
     def hold(self, peer: Peer) -> None:
         """Keep live frames back while the socket replays what it missed."""
         peer.held = []
+        peer.held_bytes = 0
         peer.replayed_through = None
 
     def release(self, peer: Peer, replayed_through: int) -> None:
@@ -136,8 +138,14 @@ class Hub:
                 self._deliver_after_replay(peer, frame, seq)
 
     def _deliver_after_replay(self, peer: Peer, frame: bytes, seq: int | None) -> None:
-        if peer.replayed_through is None:
-            peer.held.append((seq, frame))  # the replay is still running
+        if peer.replayed_through is None:  # the replay is still running
+            peer.held.append((seq, frame))
+            peer.held_bytes += len(frame)
+            # A socket that does not read stalls its replay, and what waits for it is bounded like any
+            # queue; but only while its replay is held up by the socket itself (unsent bytes), not by
+            # the first page still being read. Dropped soon, not now: publish() iterates over the room.
+            if 0 < self.send_queue_limit < peer.held_bytes and peer.transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_soon(self._drop_slow, peer)
         elif seq is None:
             self.send(peer, frame)
         elif seq > peer.replayed_through:
@@ -170,7 +178,7 @@ class Hub:
             return
         self.slow_consumer_drops += 1
         log.warning("Closing slow consumer: user %s in room %s has %d bytes unsent",
-                    peer.user_id, peer.room_id, peer.transport.get_write_buffer_size())
+                    peer.user_id, peer.room_id, peer.transport.get_write_buffer_size() + peer.held_bytes)
         self.close_soon(peer, POLICY_VIOLATION, "Too slow to keep up")
 
     def close_soon(self, peer: Peer, code: int, reason: str) -> None:

@@ -126,7 +126,10 @@ async def serve(request: web.Request, ws: web.WebSocketResponse, config: Config,
         if since is not None and replay_from is None:
             hub.send(peer, frames.error("since must be a whole number, 0 or more"))
         if replay_from is not None:
-            await replay(ws, hub, db, peer, replay_from)
+            try:
+                await replay(ws, hub, db, peer, replay_from)
+            except ConnectionResetError:
+                return  # gone, or dropped as too slow, in the middle of its replay
         await receive_messages(ws, hub, db, config, peer, request.app[metrics_key])
     finally:
         hub.leave(peer)
