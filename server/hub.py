@@ -73,13 +73,17 @@ class Hub:
         self._unflushed: list[Peer] = []
         self._closers: set[asyncio.Task[None]] = set()
 
-    def enter(self, peer: Peer, joined_frame: bytes) -> None:
-        """Add the socket to its room and announce it; its own `joined_frame` is its first frame."""
+    def check_capacity(self, user_id: str, address: str) -> None:
+        """Raise ShuttingDown or TooManyConnections if one more socket of this user and address may not join."""
         if self.closing:
             raise ShuttingDown
-        if 0 < self.max_per_user <= self.per_user[peer.user_id] or \
-                0 < self.max_per_address <= self.per_address[peer.address]:
+        if 0 < self.max_per_user <= self.per_user[user_id] or \
+                0 < self.max_per_address <= self.per_address[address]:
             raise TooManyConnections
+
+    def enter(self, peer: Peer, joined_frame: bytes) -> None:
+        """Add the socket to its room and announce it; its own `joined_frame` is its first frame."""
+        self.check_capacity(peer.user_id, peer.address)
         self.publish(peer.room_id, joined_frame)
         self.rooms.setdefault(peer.room_id, set()).add(peer)
         self.per_user[peer.user_id] += 1

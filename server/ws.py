@@ -92,6 +92,14 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
         raise Refused(4004, "User not found")
     if user is not None and config.require_tokens and not await db.check_token(user_id, presented_token(request)):
         raise Refused(4001, "Unauthorized")
+    # Before anything is created: a socket over the limits must leave no room or user behind.
+    # (enter() checks again, for sockets admitted meanwhile.)
+    try:
+        request.app[hub_key].check_capacity(user_id, request.remote or "")
+    except TooManyConnections:
+        raise Refused(1008, "Too many connections") from None
+    except ShuttingDown:
+        raise Refused(1001, "Server shutting down") from None
     new_token = None
     if room_name is None:
         await db.create_room(f"Room {room_id[:8]}", room_id)
