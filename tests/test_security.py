@@ -339,3 +339,15 @@ async def test_a_flood_of_invalid_frames_is_rate_limited_too(make_client, junk):
     left = await receive(ws_bob)
     assert (left["type"], left["user_id"]) == ("user_left", alice["id"])
     await ws_bob.close()
+
+
+async def test_a_socket_refused_for_the_connection_limit_creates_nothing(make_client):
+    client = await make_client(environment="production", max_connections_per_address=1)
+    first = await client.ws_connect("/ws/lobby/u-1", params={"username": "alice"})
+    assert (await receive(first))["type"] == "user_joined"
+    for n in range(3):
+        extra = await client.ws_connect(f"/ws/room-{n}/intruder-{n}", params={"username": "mallory"})
+        await assert_refused_first(extra, 1008, "Too many connections")
+    assert [room["id"] for room in await (await client.get("/rooms")).json()] == ["lobby"]
+    assert [user["id"] for user in await (await client.get("/users")).json()] == ["u-1"]
+    await first.close()
