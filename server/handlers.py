@@ -175,7 +175,7 @@ async def join_room(request: web.Request) -> web.Response:
     username = (text_field(body, "username", MAX_USERNAME, required=False) or "").strip()
     token = text_field(body, "token", 200, required=False) or presented_token(request)
     room_name = await db.room_name(room_id)
-    if room_name is None and not config.allow_join_auto_rooms:
+    if room_name is None and not (config.allow_join_auto_rooms and len(room_id) <= MAX_ID):
         raise ApiError(404, "Room not found")
     user = await db.get_user(user_id)
     if user is None and not (config.allow_join_auto_users and len(username) >= MIN_USERNAME):
