@@ -351,3 +351,16 @@ async def test_a_socket_refused_for_the_connection_limit_creates_nothing(make_cl
     assert [room["id"] for room in await (await client.get("/rooms")).json()] == ["lobby"]
     assert [user["id"] for user in await (await client.get("/users")).json()] == ["u-1"]
     await first.close()
+
+
+async def test_auto_creation_refuses_ids_longer_than_the_api_allows(make_client):
+    client = await make_client(environment="production")
+    long_id = "r" * 101
+    ws = await client.ws_connect(f"/ws/{long_id}/u-1", params={"username": "alice"})
+    await assert_refused_first(ws, 4004, "Room not found")
+    ws = await client.ws_connect(f"/ws/lobby/{'u' * 101}", params={"username": "alice"})
+    await assert_refused_first(ws, 4004, "User not found")
+    await assert_error(await client.post(f"/rooms/{long_id}/join", json={"user_id": "u-1", "username": "alice"}),
+                       404, "Room not found")
+    assert await (await client.get("/rooms")).json() == []
+    assert await (await client.get("/users")).json() == []
