@@ -247,6 +247,12 @@ class Database:
         return {"users": users, "rooms": rooms, "messages": messages}
 
 
+def acceptable_id(text: str) -> bool:
+    """Whether auto-creation may take this id from a client: short, and no control character,
+    which would let it write lines of its own into the log."""
+    return 0 < len(text) <= MAX_ID and text.isprintable()
+
+
 def storable(text: str) -> bool:
     """Whether the text has a UTF-8 form, which SQLite needs; JSON's "\\ud800" escapes make strings without one."""
     try:

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .clock import utc_now
 from .config import VERSION, config_key
-from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, db_key, storable
+from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, acceptable_id, db_key, storable
 from .frames import to_json
 from .hub import hub_key
 from .metrics import metrics_key
@@ -175,10 +175,11 @@ async def join_room(request: web.Request) -> web.Response:
     username = (text_field(body, "username", MAX_USERNAME, required=False) or "").strip()
     token = text_field(body, "token", 200, required=False) or presented_token(request)
     room_name = await db.room_name(room_id)
-    if room_name is None and not (config.allow_join_auto_rooms and len(room_id) <= MAX_ID):
+    if room_name is None and not (config.allow_join_auto_rooms and acceptable_id(room_id)):
         raise ApiError(404, "Room not found")
     user = await db.get_user(user_id)
-    if user is None and not (config.allow_join_auto_users and len(username) >= MIN_USERNAME):
+    if user is None and not (config.allow_join_auto_users and len(username) >= MIN_USERNAME
+                             and acceptable_id(user_id)):
         raise ApiError(404, "User not found")
     if user is not None and config.require_tokens and not await db.check_token(user_id, token):
         raise ApiError(401, "Unauthorized: a valid token for this user is required")

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from . import frames
 from .config import Config, config_key
-from .db import MAX_ID, MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, db_key, storable
+from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, acceptable_id, db_key, storable
 from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
 from .metrics import Metrics, metrics_key
@@ -84,13 +84,12 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
         raise Refused(4003, "Origin not allowed")
     db = request.app[db_key]
     room_name = await db.room_name(room_id)
-    # Auto-creation takes only ids the API accepts elsewhere (MAX_ID characters at most).
-    if room_name is None and not (config.allow_websocket_auto_rooms and len(room_id) <= MAX_ID):
+    if room_name is None and not (config.allow_websocket_auto_rooms and acceptable_id(room_id)):
         raise Refused(4004, "Room not found")
     user = await db.get_user(user_id)
     username = request.query.get("username", "").strip()
     if user is None and not (config.allow_websocket_auto_users and len(username) >= MIN_USERNAME
-                             and len(user_id) <= MAX_ID):
+                             and acceptable_id(user_id)):
         raise Refused(4004, "User not found")
     if user is not None and config.require_tokens and not await db.check_token(user_id, presented_token(request)):
         raise Refused(4001, "Unauthorized")
