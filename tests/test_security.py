@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import json
 import logging
+from urllib.parse import unquote
 
 import aiohttp
 import pytest
@@ -353,14 +354,20 @@ async def test_a_socket_refused_for_the_connection_limit_creates_nothing(make_cl
     await first.close()
 
 
-async def test_auto_creation_refuses_ids_longer_than_the_api_allows(make_client):
+@pytest.mark.parametrize("bad_id", ["r" * 101, "evil%0AINFO%20server.ws:%20User%20admin%20connected", "tab%09id"],
+                         ids=["too long", "a forged log line", "a tab"])
+async def test_auto_creation_refuses_ids_the_api_would_not_make(make_client, caplog, bad_id):
     client = await make_client(environment="production")
-    long_id = "r" * 101
-    ws = await client.ws_connect(f"/ws/{long_id}/u-1", params={"username": "alice"})
+    ws = await client.ws_connect(f"/ws/{bad_id}/u-1", params={"username": "alice"})
     await assert_refused_first(ws, 4004, "Room not found")
-    ws = await client.ws_connect(f"/ws/lobby/{'u' * 101}", params={"username": "alice"})
+    ws = await client.ws_connect(f"/ws/lobby/{bad_id}", params={"username": "alice"})
     await assert_refused_first(ws, 4004, "User not found")
-    await assert_error(await client.post(f"/rooms/{long_id}/join", json={"user_id": "u-1", "username": "alice"}),
+    await assert_error(await client.post(f"/rooms/{bad_id}/join", json={"user_id": "u-1", "username": "alice"}),
                        404, "Room not found")
+    decoded = unquote(bad_id)
+    await assert_error(await client.post("/rooms/lobby/join", json={"user_id": decoded, "username": "alice"}),
+                       404 if len(decoded) <= 100 else 422,
+                       "User not found" if len(decoded) <= 100 else "user_id must be at most 100 characters")
     assert await (await client.get("/rooms")).json() == []
     assert await (await client.get("/users")).json() == []
+    assert "User admin connected" not in caplog.text
