@@ -3,10 +3,10 @@
 It speaks the subset of API.md that the benchmark uses, the naive way: plain
 dicts, and `await ws.send_json(...)` to each socket of the room in turn, which
 encodes the frame again for every recipient. WebSocketResponse keeps its
-defaults: the load generator does not offer permessage-deflate, so neither
-server compresses, and no heartbeat runs during the short runs of either.
-The only departures, for fairness: no access log (the server under test runs
-with LOG_LEVEL=WARNING), and a /health route so that start-up can be detected.
+defaults (so no heartbeat); the load generator does not offer
+permessage-deflate, so neither server compresses. The only departures, for
+fairness: no access log (the server under test runs with LOG_LEVEL=WARNING),
+and a /health route so that start-up can be detected.
 """
 
 import argparse

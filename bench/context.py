@@ -25,6 +25,7 @@ class Context:
     progress: Progress
     source_ips: Iterator[str] = field(default_factory=_loopback_addresses)
     baseline_max_rate: float | None = None  # messages/s, set by the 10-room fan-out
+    server_root: Path = Path(__file__).resolve().parent.parent  # where the server under test's run.py is
 
     def next_source_ip(self) -> str:
         return next(self.source_ips)

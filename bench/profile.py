@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir:
         ctx = Context(replace(FULL, repeats=1), Path(workdir), Progress())
         raw = Path(workdir) / "stacks.txt"
-        with servers.running(args.kind, Path(workdir)) as server:
+        with servers.running(args.kind, ctx) as server:
             spy = None
             if args.py_spy:
                 spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.pid), "--rate", "200",

@@ -107,7 +107,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"Machine: {machine['nproc']} cores ({machine['cpu_model']}), shared by the server and the load generator; "
         f"Python {machine['python']}, aiohttp {machine['aiohttp']}, Linux {machine['kernel']}; "
-        f"load average {machine['load_average_at_start'][0]:.1f} at the start.",
+        f"load average {machine['load_average_at_start'][0]:.1f} at the start. "
+        f"Server under test at commit {report.get('server_commit', 'unknown')}.",
         f"Command: `{report['command']}` — {report['sizes']['repeats']} alternating runs per server "
         f"({max(report['sizes']['repeats'], report['sizes']['latency_repeats'])} for latency), medians; "
         f"took {report['duration_s']:.0f} s on {report['started']}.",

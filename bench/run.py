@@ -24,6 +24,7 @@ from bench.limits import raise_open_files  # noqa: E402
 from bench.progress import Progress  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated scenarios, of: {', '.join(suite.SCENARIOS)}")
     parser.add_argument("--repeats", type=int, help="runs of each server per scenario (default 3, and 5 for latency; quick 1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for latest.json/.md and latency.svg")
+    parser.add_argument("--server-tree", type=Path, default=REPO_ROOT,
+                        help="checkout whose run.py is the server under test, e.g. a `git worktree` of one commit "
+                             "(default: this one)")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(suite.SCENARIOS)
     if unknown:
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     started, began = datetime.now(timezone.utc), time.monotonic()
     progress = Progress()
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
-        ctx = Context(sizes, Path(workdir), progress)
+        ctx = Context(sizes, Path(workdir), progress, server_root=args.server_tree.resolve())
         scenarios = suite.run_all(ctx, names)
     progress.finish()
     latencies = scenarios.get("latency", {}).pop("all_latencies_us", None)
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": time.monotonic() - began,
         "machine": machine.describe(),
+        "server_commit": machine.commit_of(args.server_tree),
         "sizes": dataclasses.asdict(sizes),
         "scenarios": scenarios,
     }

@@ -11,7 +11,10 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from bench.context import Context
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -77,16 +80,18 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def running(kind: str, workdir: Path, db_path: Path | None = None, timeout: float = 30.0) -> Iterator[Server]:
+def running(kind: str, ctx: "Context", db_path: Path | None = None, timeout: float = 30.0) -> Iterator[Server]:
     """A server of that kind, stopped (SIGINT, then SIGKILL) on leaving."""
-    port = free_port()
+    workdir, port = ctx.workdir, free_port()
     if kind == OURS and db_path is None:
         db_path = workdir / f"chat-{port}.db"
     log_path = workdir / f"{kind}-{port}.log"
     env = {**os.environ, **(OURS_ENV if kind == OURS else {})}
     with open(log_path, "wb") as log:
         began = time.monotonic()
-        proc = subprocess.Popen(command(kind, port, db_path), cwd=REPO_ROOT, env=env,
+        # The server under test runs from ctx.server_root (a checkout of the commit to measure).
+        proc = subprocess.Popen(command(kind, port, db_path), cwd=ctx.server_root if kind == OURS else REPO_ROOT,
+                                env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         try:

@@ -17,7 +17,7 @@ def run_once(ctx: Context) -> dict:
     per_sender = int(rate / (ROOMS * SENDERS) * sizes.durability_duration_s)
     db_path = ctx.workdir / "durability.db"
     ctx.progress.stage(f"durability: kill -9 after {sizes.durability_kill_after_s} s at {rate:.0f} msg/s")
-    with servers.running(servers.OURS, ctx.workdir, db_path=db_path) as server:
+    with servers.running(servers.OURS, ctx, db_path=db_path) as server:
         plans = plan_rooms(server, ROOMS, CLIENTS, SENDERS, expected=SENDERS * per_sender)
         jobs = [wsload.WsJob(mode="rate", port=server.port, source_ip=ctx.next_source_ip(), sockets=part,
                              messages_per_sender=per_sender, rate_per_sender=rate / (ROOMS * SENDERS),
@@ -33,7 +33,7 @@ def run_once(ctx: Context) -> dict:
     for result in results:
         for room, seq in result["max_seq_by_room"].items():
             seen[room] = max(seen.get(room, 0), seq)
-    with servers.running(servers.OURS, ctx.workdir, db_path=db_path) as restarted:
+    with servers.running(servers.OURS, ctx, db_path=db_path) as restarted:
         stored = {room: latest_seq(restarted, room) for room in seen}
     # Seqs are given 1, 2, 3, ... in a room, so the latest stored seq covers every lower one.
     missing = sum(max(0, seen[room] - stored[room]) for room in seen)

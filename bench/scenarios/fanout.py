@@ -8,7 +8,7 @@ from bench.scenarios.rooms import drive, plan_rooms
 def run_once(ctx: Context, kind: str, rooms: int, clients: int) -> dict:
     sizes = ctx.sizes
     expected = sizes.senders_per_room * sizes.messages_per_sender
-    with servers.running(kind, ctx.workdir) as server:
+    with servers.running(kind, ctx) as server:
         plans = plan_rooms(server, rooms, clients, sizes.senders_per_room, expected)
         summary, _ = drive(ctx, server, plans, f"fan-out {rooms}x{clients} {kind}", mode="fanout",
                            messages_per_sender=sizes.messages_per_sender, window=sizes.window, deadline_s=120)

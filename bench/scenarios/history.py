@@ -21,7 +21,7 @@ PAGE = 50
 def build_database(ctx: Context, path: Path, messages: int) -> str:
     """A room with `messages` messages in a database the server created; returns the room id."""
     ctx.progress.stage(f"history: building a room of {messages:,} messages")
-    with servers.running(servers.OURS, ctx.workdir, db_path=path) as server:
+    with servers.running(servers.OURS, ctx, db_path=path) as server:
         user = api.create_users(server.url, 1, prefix="history")[0]
         room = api.create_rooms(server.url, 1, prefix="history")[0]
         api.send_history(server.port, room, user, 1)
@@ -65,7 +65,7 @@ def run_once(ctx: Context, db_path: Path, room: str) -> dict:
     sizes = ctx.sizes
     total = sizes.history_messages
     ctx.progress.stage("history: start-up on the big database")
-    with servers.running(servers.OURS, ctx.workdir, db_path=db_path) as server:
+    with servers.running(servers.OURS, ctx, db_path=db_path) as server:
         startup = server.started_in
         latest_path = f"/rooms/{room}/messages?limit={PAGE}"
         middle = total // 2
@@ -75,7 +75,7 @@ def run_once(ctx: Context, db_path: Path, room: str) -> dict:
         latest = timed_gets(ctx, server, latest_path, sizes.history_requests)
         ctx.progress.stage("history: a page from the middle (before=)")
         deep = timed_gets(ctx, server, deep_path, sizes.history_requests)
-    with servers.running(servers.BASELINE, ctx.workdir) as baseline:
+    with servers.running(servers.BASELINE, ctx) as baseline:
         baseline_startup = baseline.started_in
     return {
         "messages_in_room": total,

@@ -21,7 +21,7 @@ def run_once(ctx: Context, kind: str) -> dict:
     # user_joined broadcasts stay cheap: join storms are not what this measures.
     rooms = -(-wanted // room_size)
     label = f"idle {wanted} sockets {kind}"
-    with servers.running(kind, ctx.workdir) as server:
+    with servers.running(kind, ctx) as server:
         ctx.progress.stage(f"{label}: creating {rooms} rooms")
         users = api.create_users(server.url, room_size)
         room_ids = api.create_rooms(server.url, rooms)

@@ -36,11 +36,11 @@ def run_once(ctx: Context, kind: str) -> dict:
     # Each route on a fresh server, so the reads are not timed against the writes' leftovers
     # (tens of thousands of new users, a long SQLite WAL).
     sizes = ctx.sizes
-    with servers.running(kind, ctx.workdir) as server:
+    with servers.running(kind, ctx) as server:
         common = dict(port=server.port, connections=sizes.rest_connections, duration_s=sizes.rest_duration_s)
         users = measure(ctx, server, f"POST /users {kind}", [
             restload.RestJob(route="create_user", name_prefix=f"load-{i}", **common) for i in range(sizes.rest_workers)])
-    with servers.running(kind, ctx.workdir) as server:
+    with servers.running(kind, ctx) as server:
         user = api.create_users(server.url, 1, prefix="history")[0]
         room = api.create_rooms(server.url, 1, prefix="history")[0]
         api.send_history(server.port, room, user, HISTORY_LENGTH)
