@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-import requests
 
 schemathesis = pytest.importorskip("schemathesis")
+import requests  # noqa: E402  (comes with schemathesis)
 
 UNDOCUMENTED = ("/ws/{room_id}/{user_id}", "/static")  # the socket is in API.md; static files are the page's
 ORIGIN = "https://chat.example"
