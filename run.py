@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # At DEBUG aiosqlite logs every statement with its parameters: message texts and token hashes.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     log = logging.getLogger("chat")
     log.info("Starting chat server (%s) on http://%s:%d/chat, database %s",
