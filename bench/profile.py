@@ -30,7 +30,8 @@ from bench.scenarios.rest import HISTORY_LENGTH, measure
 from bench.scenarios.rooms import drive, plan_rooms
 
 
-def thread_ticks(pid: int) -> dict[str, int]:
+def thread_ticks(pid: int) -> dict[str, tuple[int, int]]:
+    """User and system CPU ticks of each thread of the process."""
     ticks = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -39,7 +40,7 @@ def thread_ticks(pid: int) -> dict[str, int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        ticks[f"{task.name} {name}"] = int(fields[11]) + int(fields[12])
+        ticks[f"{task.name} {name}"] = (int(fields[11]), int(fields[12]))
     return ticks
 
 
@@ -91,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="REST duration")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="path of py-spy, if not on PATH")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--server-tree", type=Path, help="checkout whose run.py to profile (default: this one)")
     args = parser.parse_args(argv)
     raise_open_files()
     with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir:
         ctx = Context(replace(FULL, repeats=1), Path(workdir), Progress())
+        if args.server_tree:
+            ctx.server_root = args.server_tree.resolve()
         raw = Path(workdir) / "stacks.txt"
         with servers.running(args.kind, ctx) as server:
             spy = None
@@ -111,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
                 spy.wait(30)
         ctx.progress.finish()
         print(f"{args.kind} {args.what}: {units:,} {unit}; server CPU per one, by thread:")
-        for thread, ticks in after.items():
-            spent = ticks - before.get(thread, 0)
-            if spent:
+        for thread, (user, system) in after.items():
+            user_before, system_before = before.get(thread, (0, 0))
+            per_unit = [(ticks / CLOCK_TICKS / units * 1e6) for ticks in (user - user_before, system - system_before)]
+            if sum(per_unit):
                 main_thread = " (event loop)" if thread.split()[0] == str(server.pid) else ""
-                print(f"  {spent / CLOCK_TICKS / units * 1e6:8.2f} µs  thread {thread}{main_thread}")
+                print(f"  {sum(per_unit):8.2f} µs = {per_unit[0]:.2f} user + {per_unit[1]:.2f} system"
+                      f"  thread {thread}{main_thread}")
         if raw.exists():
             print("\n".join(summarize_samples(raw, args.top)))
         elif not args.py_spy:

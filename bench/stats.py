@@ -1,5 +1,6 @@
 """Medians and percentiles, without numpy."""
 
+import math
 import statistics
 from array import array
 from typing import Iterable
@@ -9,7 +10,7 @@ def percentile(sorted_values: list[int] | array, fraction: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     if not sorted_values:
         return float("nan")
-    rank = min(len(sorted_values) - 1, max(0, int(round(fraction * len(sorted_values) + 0.5)) - 1))
+    rank = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
     return float(sorted_values[rank])
 
 
