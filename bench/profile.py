@@ -3,6 +3,7 @@
     python -m bench.profile fanout --shape 10x20       # or 1x200
     python -m bench.profile get                        # GET /rooms/{id}/messages?limit=50
     python -m bench.profile post                       # POST /users
+    python -m bench.profile idle --sockets 3000        # Python memory per idle socket, by line
 
 py-spy is optional (`pip install py-spy`; it is no dependency of the project):
 without it only the per-thread split is shown. Not part of the benchmark run.
@@ -10,6 +11,7 @@ without it only the per-thread split is shown. Not part of the benchmark run.
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import signal
@@ -17,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
-from bench import api, restload, servers
+from bench import api, restload, servers, wsload
 from bench.config import FULL
 from bench.context import Context
 from bench.limits import raise_open_files
@@ -28,6 +31,7 @@ from bench.procstat import CLOCK_TICKS
 from bench.progress import Progress
 from bench.scenarios.rest import HISTORY_LENGTH, measure
 from bench.scenarios.rooms import drive, plan_rooms
+from bench.workers import WorkerGroup, split
 
 
 def thread_ticks(pid: int) -> dict[str, tuple[int, int]]:
@@ -83,9 +87,43 @@ def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> 
     return measure(ctx, server, "profile", jobs)["requests"], "requests"
 
 
+def profile_memory(args: argparse.Namespace) -> int:
+    """Python allocations that each idle socket keeps alive, by source line (tracemalloc in the server)."""
+    room_size = 20
+    with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir:
+        ctx = Context(replace(FULL, repeats=1), Path(workdir), Progress())
+        if args.server_tree:
+            ctx.server_root = args.server_tree.resolve()
+        prefix = Path(workdir) / "snapshot"
+        with servers.running(args.kind, ctx, snapshots=prefix) as server:
+            users = api.create_users(server.url, room_size)
+            rooms = api.create_rooms(server.url, -(-args.sockets // room_size))
+            plans = [wsload.SocketPlan(room, user) for room in rooms for user in users][: args.sockets]
+            time.sleep(1.0)
+            os.kill(server.pid, signal.SIGUSR1)
+            jobs = [wsload.WsJob(mode="idle", port=server.port, source_ip=ctx.next_source_ip(), sockets=part,
+                                 connect_concurrency=16) for part in split(plans, 2)]
+            with WorkerGroup(wsload.worker_main, jobs) as group:
+                group.gather("ready", timeout=300)
+                time.sleep(2.0)
+                os.kill(server.pid, signal.SIGUSR1)
+                time.sleep(3.0)  # the snapshot is written while the sockets are still open
+        before = tracemalloc.Snapshot.load(f"{prefix}.1")
+        after = tracemalloc.Snapshot.load(f"{prefix}.2")
+    stats = after.compare_to(before, "lineno")
+    print(f"{args.kind}: {sum(s.size_diff for s in stats) / args.sockets / 1024:.2f} KB of Python objects "
+          f"per idle socket (RSS also holds the allocator's slack and tracemalloc's own); by line:")
+    for stat in stats[: args.top]:
+        frame = stat.traceback[0]
+        print(f"  {stat.size_diff / args.sockets:7.0f} B  {stat.count_diff / args.sockets:5.1f} objects  "
+              f"{frame.filename}:{frame.lineno}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("fanout", "get", "post"))
+    parser.add_argument("what", choices=("fanout", "get", "post", "idle"))
+    parser.add_argument("--sockets", type=int, default=3000, help="idle sockets")
     parser.add_argument("--kind", choices=(servers.OURS, servers.BASELINE), default=servers.OURS)
     parser.add_argument("--shape", default="10x20", help="fan-out rooms x clients")
     parser.add_argument("--messages", type=int, default=500, help="fan-out messages per sender")
@@ -95,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-tree", type=Path, help="checkout whose run.py to profile (default: this one)")
     args = parser.parse_args(argv)
     raise_open_files()
+    if args.what == "idle":
+        return profile_memory(args)
     with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir:
         ctx = Context(replace(FULL, repeats=1), Path(workdir), Progress())
         if args.server_tree:

@@ -43,10 +43,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def command(kind: str, port: int, db_path: Path | None) -> list[str]:
+def command(kind: str, port: int, db_path: Path | None, snapshots: Path | None = None) -> list[str]:
+    """The server's command line; with `snapshots`, under tracemalloc (see traced_server.py)."""
+    python = [sys.executable] if snapshots is None else [sys.executable, "-m", "bench.traced_server", str(snapshots)]
     if kind == BASELINE:
-        return [sys.executable, "-m", "bench.baseline_server", "--host", HOST, "--port", str(port)]
-    return [sys.executable, "run.py", "--host", HOST, "--port", str(port), "--db", str(db_path)]
+        return [*python, "-m", "bench.baseline_server", "--host", HOST, "--port", str(port)]
+    return [*python, "run.py", "--host", HOST, "--port", str(port), "--db", str(db_path)]
 
 
 # Never a proxy from the environment: all traffic stays on this machine.
@@ -80,7 +82,8 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def running(kind: str, ctx: "Context", db_path: Path | None = None, timeout: float = 30.0) -> Iterator[Server]:
+def running(kind: str, ctx: "Context", db_path: Path | None = None, timeout: float = 30.0,
+            snapshots: Path | None = None) -> Iterator[Server]:
     """A server of that kind, stopped (SIGINT, then SIGKILL) on leaving."""
     workdir, port = ctx.workdir, free_port()
     if kind == OURS and db_path is None:
@@ -90,7 +93,7 @@ def running(kind: str, ctx: "Context", db_path: Path | None = None, timeout: flo
     with open(log_path, "wb") as log:
         began = time.monotonic()
         # The server under test runs from ctx.server_root (a checkout of the commit to measure).
-        proc = subprocess.Popen(command(kind, port, db_path), cwd=ctx.server_root if kind == OURS else REPO_ROOT,
+        proc = subprocess.Popen(command(kind, port, db_path, snapshots), cwd=ctx.server_root if kind == OURS else REPO_ROOT,
                                 env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
