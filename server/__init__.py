@@ -12,6 +12,7 @@ from aiohttp import web
 from .config import Config, config_key
 from .db import Database, db_key
 from .handlers import cors_middleware, error_middleware, metrics_middleware, security_headers, setup_routes
+from .history import RecentHistory, history_key
 from .hub import Hub, hub_key
 from .metrics import Metrics, metrics_key
 from .origins import OriginPolicy, origin_policy_key
@@ -41,7 +42,8 @@ def create_app(config: Config) -> web.Application:
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:
-    app[db_key] = await Database.open(app[config_key].db_path)
+    app[db_key] = db = await Database.open(app[config_key].db_path)
+    app[history_key] = RecentHistory(db)
     yield
     await app[db_key].close()
 

@@ -20,6 +20,7 @@ import re
 import secrets
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ class Database:
         # The last seq of each room seen by the writer; only the writer task touches it.
         self._last_seq: dict[str, int] = {}
         self._writer_task = asyncio.create_task(self._write_batches(), name="db-writer")
+        # Told of every stored message, in seq order, right after its commit (see history.py).
+        self.on_message_committed: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -169,6 +172,8 @@ class Database:
             return
         # Waiters wake in this order, so messages are published in the order they were numbered.
         for write in writes:
+            if write.message is not None and self.on_message_committed is not None:
+                self.on_message_committed(write.message)
             if not write.done.done():
                 write.done.set_result(None)
 

@@ -17,6 +17,7 @@ from .clock import utc_now
 from .config import VERSION, config_key
 from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, acceptable_id, db_key, storable
 from .frames import to_json
+from .history import RECENT_PER_ROOM, history_key
 from .hub import hub_key
 from .metrics import metrics_key
 from .openapi import openapi_document
@@ -156,6 +157,11 @@ async def room_messages(request: web.Request) -> web.Response:
     after = int_param(request, "after", low=0)
     if before is not None and after is not None:
         raise ApiError(422, "Give before or after, not both")
+    if before is None and after is None and limit <= RECENT_PER_ROOM:
+        page = await request.app[history_key].page(room_id, limit)
+        if page is None:
+            raise ApiError(404, "Room not found")
+        return web.Response(body=page, content_type="application/json")
     if await db.room_name(room_id) is None:
         raise ApiError(404, "Room not found")
     return json_response(await db.messages(room_id, limit, before=before, after=after))

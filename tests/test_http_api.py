@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
-from helpers import assert_error, connect, create_room, create_user, send_and_receive
+from helpers import assert_error, connect, create_room, create_user, receive, send_and_receive
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -206,6 +207,29 @@ async def test_history_pages_with_before_and_after(client):
     assert [m["seq"] for m in before] == [3, 4]
     assert [m["seq"] for m in after] == [3, 4, 5]
     assert await (await client.get(url, params={"after": 7})).json() == []
+    await ws.close()
+
+
+async def test_latest_page_agrees_with_the_database_while_messages_arrive(make_client):
+    # The latest page is served from memory; messages committed while it loads must not be lost.
+    client = await make_client(rate_limit_per_second=0)
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    url = f"/rooms/{room['id']}/messages"
+    for n in range(60):
+        await ws.send_json({"content": f"m{n}"})
+    pages = await asyncio.gather(*(client.get(url, params={"limit": 100}) for _ in range(5)))
+    for n in range(60):
+        assert (await receive(ws))["seq"] == n + 1
+    for n in range(60, 130):
+        await send_and_receive(ws, f"m{n}")
+    assert all(page.status == 200 for page in pages)
+    from_memory = await (await client.get(url, params={"limit": 100})).json()
+    from_sqlite = await (await client.get(url, params={"limit": 101})).json()
+    assert [m["seq"] for m in from_memory] == list(range(31, 131))
+    assert from_memory == from_sqlite[1:]
+    assert await (await client.get(url, params={"limit": 3})).json() == from_sqlite[-3:]
     await ws.close()
 
 
