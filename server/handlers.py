@@ -6,11 +6,13 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .clock import utc_now
@@ -306,7 +308,26 @@ async def metrics_middleware(request: web.Request, handler: Any) -> web.StreamRe
     return response
 
 
+def http_only(middleware: Middleware) -> Middleware:
+    """Leave the chat socket out of an HTTP middleware.
+
+    A middleware awaits the handler, so its coroutine frame would stay alive as
+    long as each socket is open: memory per idle socket, for nothing (the socket
+    answers its own errors and checks its own origin).
+    """
+
+    @web.middleware
+    def skip_sockets(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if request.match_info.route.handler is chat_socket:
+            return handler(request)
+        return middleware(request, handler)
+
+    return skip_sockets
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if isinstance(response, web.WebSocketResponse):
+        return  # headers of a 101 answer would be kept for the socket's lifetime, and mean nothing
     if request.path == "/chat":
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers.setdefault("X-Content-Type-Options", "nosniff")

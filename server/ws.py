@@ -52,15 +52,16 @@ class ChatSocket(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
 
-async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+async def chat_socket(request: web.Request) -> web.StreamResponse:
     config = request.app[config_key]
     # aiohttp refuses a message of exactly max_msg_size bytes; MAX_FRAME_BYTES is the largest one allowed.
     max_msg_size = config.max_frame_bytes + 1 if config.max_frame_bytes else 0
     ws = ChatSocket(compress=False, max_msg_size=max_msg_size, heartbeat=config.heartbeat_seconds or None)
     if not ws.can_prepare(request).ok:
         # What a proxy without the upgrade lines turns a socket into: say so, not aiohttp's internals.
-        raise web.HTTPBadRequest(text="WebSocket upgrade expected: this URL is a socket, and a proxy in front "
-                                      "must forward the Upgrade and Connection headers")
+        detail = ("WebSocket upgrade expected: this URL is a socket, and a proxy in front "
+                  "must forward the Upgrade and Connection headers")
+        return web.json_response({"detail": detail}, status=400, dumps=frames.to_json)
     await ws.prepare(request)
     room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
     try:
