@@ -32,15 +32,20 @@ def create_app(config: Config) -> web.Application:
     app[metrics_key] = metrics
     app[origin_policy_key] = OriginPolicy(config)
     app[hub_key] = hub = Hub(config.send_queue_limit, config.max_connections_per_user,
-                             config.max_connections_per_address)
+                             config.max_connections_per_address, config.heartbeat_seconds)
     metrics.watch(hub)
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True)
     app.cleanup_ctx.append(database)
     # Sockets are closed (1001) before the server waits for handlers, so idle clients never hold up a stop.
+    app.on_startup.append(start_heartbeat)
     app.on_shutdown.append(close_sockets)
     app.on_response_prepare.append(security_headers)
     setup_routes(app)
     return app
+
+
+async def start_heartbeat(app: web.Application) -> None:
+    app[hub_key].start_heartbeat()
 
 
 async def database(app: web.Application) -> AsyncIterator[None]:

@@ -21,7 +21,9 @@ from .limits import TokenBucket
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 3.0  # seconds a closing handshake may take before the connection is dropped
+PING_FRAME = b"\x89\x00"  # FIN + opcode 9 (ping), no payload
 GOING_AWAY = 1001
+ABNORMAL_CLOSURE = 1006
 POLICY_VIOLATION = 1008
 
 
@@ -37,7 +39,7 @@ class Peer:
     """One open socket in a room and what is waiting to be written to it."""
 
     __slots__ = ("ws", "transport", "room_id", "user_id", "username", "address",
-                 "bucket", "outbox", "held", "held_bytes", "replayed_through", "close_code")
+                 "bucket", "outbox", "held", "held_bytes", "replayed_through", "close_code", "alive")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, room_id: str, user_id: str,
                  username: str, address: str, bucket: TokenBucket | None) -> None:
@@ -54,13 +56,17 @@ class Peer:
         self.held_bytes = 0
         self.replayed_through: int | None = None
         self.close_code: int | None = None  # set when the server closes the socket itself
+        self.alive = True  # heard from since the last heartbeat (any frame counts, a pong too)
 
 
 class Hub:
     """The rooms' open sockets; publishes frames to a room and closes sockets."""
 
-    def __init__(self, send_queue_limit: int, max_per_user: int, max_per_address: int) -> None:
+    def __init__(self, send_queue_limit: int, max_per_user: int, max_per_address: int,
+                 heartbeat_seconds: float = 0) -> None:
         self.rooms: dict[str, set[Peer]] = {}
+        self.heartbeat_seconds = heartbeat_seconds
+        self._heartbeat: asyncio.TimerHandle | None = None
         self.send_queue_limit = send_queue_limit
         self.max_per_user = max_per_user
         self.max_per_address = max_per_address
@@ -202,9 +208,33 @@ class Hub:
             # The peer does not read: drop the connection and whatever it was still owed.
             peer.transport.abort()
 
+    def start_heartbeat(self) -> None:
+        """Ping every socket each HEARTBEAT_SECONDS; drop those that said nothing since the last ping.
+
+        One timer for the whole hub instead of aiohttp's per socket: a timer
+        handle per idle socket is memory, and resetting it on every frame is work.
+        """
+        if self.heartbeat_seconds:
+            self._heartbeat = asyncio.get_running_loop().call_later(self.heartbeat_seconds, self._beat)
+
+    def _beat(self) -> None:
+        peers = [peer for room in self.rooms.values() for peer in room]
+        for peer in peers:
+            if peer.alive:
+                peer.alive = False
+                self.send(peer, PING_FRAME)
+            elif self.leave(peer):
+                log.warning("Dropping unresponsive peer: user %s in room %s did not answer a ping within %gs",
+                            peer.user_id, peer.room_id, self.heartbeat_seconds)
+                peer.close_code = ABNORMAL_CLOSURE
+                peer.transport.abort()  # a dead peer cannot read a close frame
+        self.start_heartbeat()
+
     async def close_all(self) -> None:
         """Graceful shutdown: close every socket with 1001 and refuse new ones."""
         self.closing = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         peers = [peer for room in self.rooms.values() for peer in room]
         if peers:
             log.info("Closing %d sockets for shutdown", len(peers))

@@ -56,7 +56,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     config = request.app[config_key]
     # aiohttp refuses a message of exactly max_msg_size bytes; MAX_FRAME_BYTES is the largest one allowed.
     max_msg_size = config.max_frame_bytes + 1 if config.max_frame_bytes else 0
-    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, heartbeat=config.heartbeat_seconds or None)
+    # The hub pings all sockets from one timer (hub.start_heartbeat), so pongs come to the receive loop.
+    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, autoping=False)
     if not ws.can_prepare(request).ok:
         # What a proxy without the upgrade lines turns a socket into: say so, not aiohttp's internals.
         detail = ("WebSocket upgrade expected: this URL is a socket, and a proxy in front "
@@ -66,7 +67,16 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
     try:
         peer, token = await admit(request, ws, config, room_id, user_id)
-        await serve(request, ws, config, peer, token)
+        join(request, peer)
+        # No coroutine of its own for the session: each awaiting frame is memory per idle socket.
+        try:
+            await catch_up(request, ws, config, peer, token)
+            await receive_messages(ws, request.app[hub_key], request.app[db_key], config, peer,
+                                   request.app[metrics_key])
+        except ConnectionResetError:
+            pass  # gone, or dropped as too slow, in the middle of its replay
+        finally:
+            leave(request, ws, peer)
     except Refused as refusal:
         log.warning("WebSocket closed with code %d: %s", refusal.code, refusal.reason)
         request.app[metrics_key].socket_closes.labels(str(refusal.code)).inc()
@@ -114,13 +124,10 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
     return peer, new_token
 
 
-async def serve(request: web.Request, ws: web.WebSocketResponse, config: Config, peer: Peer,
-                new_token: str | None) -> None:
-    """Join the room, replay what a reconnecting client missed, then relay its messages until it leaves."""
-    hub, db = request.app[hub_key], request.app[db_key]
-    since = request.query.get("since")
-    replay_from = parse_since(since)
-    if replay_from is not None:
+def join(request: web.Request, peer: Peer) -> None:
+    """Enter the room's hub and announce it (a reconnecting socket holds live frames until it has caught up)."""
+    hub = request.app[hub_key]
+    if parse_since(request.query.get("since")) is not None:
         hub.hold(peer)
     try:
         hub.enter(peer, frames.user_joined(peer.user_id, peer.username))
@@ -129,24 +136,31 @@ async def serve(request: web.Request, ws: web.WebSocketResponse, config: Config,
     except ShuttingDown:
         raise Refused(1001, "Server shutting down") from None
     log.info("User %s connected to room %s", peer.user_id, peer.room_id)
-    try:
-        # Only the creator of an auto-created user learns its token, and only when tokens are checked.
-        if new_token and config.require_tokens:
-            hub.send(peer, frames.token(new_token))
-        if since is not None and replay_from is None:
-            hub.send(peer, frames.error("since must be a whole number, 0 or more"))
-        if replay_from is not None:
-            try:
-                await replay(ws, hub, db, peer, replay_from)
-            except ConnectionResetError:
-                return  # gone, or dropped as too slow, in the middle of its replay
-        await receive_messages(ws, hub, db, config, peer, request.app[metrics_key])
-    finally:
-        hub.leave(peer)
-        hub.publish(peer.room_id, frames.user_left(peer.user_id, peer.username))
-        code = peer.close_code or ws.close_code
-        request.app[metrics_key].socket_closes.labels(str(code)).inc()
-        log.info("User %s disconnected from room %s with code %s", peer.user_id, peer.room_id, code)
+
+
+async def catch_up(request: web.Request, ws: web.WebSocketResponse, config: Config, peer: Peer,
+                   new_token: str | None) -> None:
+    """Send the new user's token, and replay what a reconnecting client missed."""
+    hub = request.app[hub_key]
+    # Only the creator of an auto-created user learns its token, and only when tokens are checked.
+    if new_token and config.require_tokens:
+        hub.send(peer, frames.token(new_token))
+    since = request.query.get("since")
+    replay_from = parse_since(since)
+    if since is not None and replay_from is None:
+        hub.send(peer, frames.error("since must be a whole number, 0 or more"))
+    if replay_from is not None:
+        await replay(ws, hub, request.app[db_key], peer, replay_from)
+
+
+def leave(request: web.Request, ws: web.WebSocketResponse, peer: Peer) -> None:
+    """Leave the room, tell the others, and log how the socket closed."""
+    hub = request.app[hub_key]
+    hub.leave(peer)
+    hub.publish(peer.room_id, frames.user_left(peer.user_id, peer.username))
+    code = peer.close_code or ws.close_code
+    request.app[metrics_key].socket_closes.labels(str(code)).inc()
+    log.info("User %s disconnected from room %s with code %s", peer.user_id, peer.room_id, code)
 
 
 async def replay(ws: web.WebSocketResponse, hub: Hub, db: Database, peer: Peer, after: int) -> None:
@@ -168,6 +182,12 @@ async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, co
                            metrics: Metrics) -> None:
     strikes = 0
     async for msg in ws:
+        peer.alive = True
+        if msg.type is WSMsgType.PONG:
+            continue
+        if msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+            continue
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             # An error: aiohttp has closed the socket already (1009 for an oversized frame).
             peer.close_code = getattr(msg.data, "code", None)
