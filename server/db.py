@@ -45,6 +45,7 @@ INSERT_USER = "INSERT OR IGNORE INTO users (id, username, token_hash, joined_at)
 INSERT_ROOM = "INSERT OR IGNORE INTO rooms (id, name, created_at) VALUES"
 INSERT_MEMBER = "INSERT OR IGNORE INTO memberships (room_id, user_id, joined_at) VALUES"
 INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, timestamp) VALUES"
+CHECKPOINT_SECONDS = 1.0
 MAX_ROWS_PER_INSERT = 500  # 500 rows of at most 6 values stay far below SQLite's 32766 parameters
 SELECT_MESSAGES = """
     SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
@@ -66,17 +67,20 @@ class _Write:
 
 
 class Database:
-    """The chat's store: a group-committing writer connection and a reader connection."""
+    """The chat's store: a group-committing writer connection, a reader, and a checkpointer."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 checkpointer: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
+        self._checkpointer = checkpointer
         self._queue: list[_Write] = []
         self._queued = asyncio.Event()
         self._closing = False
         # The last seq of each room seen by the writer; only the writer task touches it.
         self._last_seq: dict[str, int] = {}
         self._writer_task = asyncio.create_task(self._write_batches(), name="db-writer")
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_regularly(), name="db-checkpoint")
         # Told of every stored message, in seq order, right after its commit (see history.py).
         self.on_message_committed: Callable[[dict[str, Any]], None] | None = None
 
@@ -89,19 +93,40 @@ class Database:
         writer = await _connect(path)
         try:
             await migrate(writer)
+            # SQLite would copy the WAL into the database inside whichever commit crosses
+            # 1000 pages, holding up every message queued behind it for an fsync; the
+            # checkpointer does it on its own connection instead (see _checkpoint_regularly).
+            await writer.execute("PRAGMA wal_autocheckpoint = 0")
             reader = await _connect(path, read_only=True)
+            checkpointer = await _connect(path, read_only=True)
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, checkpointer)
 
     async def close(self) -> None:
-        """Commit what is queued, then close both connections."""
+        """Commit what is queued, then close the connections (the last one checkpoints the WAL)."""
         self._closing = True
         self._queued.set()
         await self._writer_task
+        self._checkpoint_task.cancel()
+        await asyncio.gather(self._checkpoint_task, return_exceptions=True)
+        await self._checkpointer.close()
         await self._reader.close()
         await self._writer.close()
+
+    async def _checkpoint_regularly(self) -> None:
+        """Copy committed pages from the WAL into the database file, beside the writer.
+
+        A PASSIVE checkpoint waits for no one and nobody waits for it; done every
+        CHECKPOINT_SECONDS, it keeps the WAL to about a second of writes.
+        """
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            try:
+                await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("Checkpoint failed (retried in %gs): %s", CHECKPOINT_SECONDS, exc)
 
     # Writes -----------------------------------------------------------------
 
