@@ -45,6 +45,14 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path, variable
     assert not (tmp_path / "chat.db").exists()  # it stopped before touching anything
 
 
+def test_a_database_that_cannot_be_opened_is_named_in_one_error_line(tmp_path):
+    missing = tmp_path / "no such folder" / "chat.db"
+    result = run_py("--db", str(missing), PORT=str(free_port()))
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert result.returncode == 1
+    assert len(errors) == 1 and f"cannot use the database {missing}" in errors[0], result.stderr
+
+
 def test_help_lists_the_flags_and_starts_nothing(tmp_path):
     result = run_py("--help", DATABASE_PATH=str(tmp_path / "chat.db"))
     assert result.returncode == 0, result.stderr
