@@ -54,6 +54,8 @@ def test_server_restart_mid_conversation_loses_nothing_and_doubles_nothing(open_
 def test_dropped_connection_says_so_and_comes_back_by_itself(open_chat, chat_server):
     alice, bob = start_conversation(open_chat, chat_server)
     alice.send("saved before the crash")
+    # Only a message the server sent back is acknowledged, and so sure to survive the crash.
+    expect(alice.message_texts).to_have_text(["saved before the crash"])
 
     chat_server.kill()  # no close frame: the browser sees 1006
     expect(alice.notice).to_contain_text("The connection to the server was lost")
