@@ -164,15 +164,13 @@ async def room_messages(request: web.Request) -> web.Response:
         if page is None:
             raise ApiError(404, "Room not found")
         return web.Response(body=page, content_type="application/json")
-    if await db.room_name(room_id) is None:
-        raise ApiError(404, "Room not found")
+    await require_room(request, room_id)
     return json_response(await db.messages(room_id, limit, before=before, after=after))
 
 
 async def room_presence(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
-    if await request.app[db_key].room_name(room_id) is None:
-        raise ApiError(404, "Room not found")
+    await require_room(request, room_id)
     return json_response(request.app[hub_key].presence(room_id))
 
 
@@ -204,6 +202,11 @@ async def join_room(request: web.Request) -> web.Response:
 
 
 # Input -------------------------------------------------------------------------
+
+async def require_room(request: web.Request, room_id: str) -> None:
+    if await request.app[db_key].room_name(room_id) is None:
+        raise ApiError(404, "Room not found")
+
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     try:

@@ -67,10 +67,11 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
     try:
         peer, token = await admit(request, ws, config, room_id, user_id)
-        join(request, peer)
+        replay_from = parse_since(request.query.get("since"))
+        join(request, peer, hold=replay_from is not None)
         # No coroutine of its own for the session: each awaiting frame is memory per idle socket.
         try:
-            await catch_up(request, ws, config, peer, token)
+            await catch_up(request, ws, config, peer, token, replay_from)
             await receive_messages(ws, request.app[hub_key], request.app[db_key], config, peer,
                                    request.app[metrics_key])
         except ConnectionResetError:
@@ -124,10 +125,10 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
     return peer, new_token
 
 
-def join(request: web.Request, peer: Peer) -> None:
+def join(request: web.Request, peer: Peer, hold: bool) -> None:
     """Enter the room's hub and announce it (a reconnecting socket holds live frames until it has caught up)."""
     hub = request.app[hub_key]
-    if parse_since(request.query.get("since")) is not None:
+    if hold:
         hub.hold(peer)
     try:
         hub.enter(peer, frames.user_joined(peer.user_id, peer.username))
@@ -139,15 +140,13 @@ def join(request: web.Request, peer: Peer) -> None:
 
 
 async def catch_up(request: web.Request, ws: web.WebSocketResponse, config: Config, peer: Peer,
-                   new_token: str | None) -> None:
-    """Send the new user's token, and replay what a reconnecting client missed."""
+                   new_token: str | None, replay_from: int | None) -> None:
+    """Send the new user's token, and replay what a reconnecting client missed (after seq `replay_from`)."""
     hub = request.app[hub_key]
     # Only the creator of an auto-created user learns its token, and only when tokens are checked.
     if new_token and config.require_tokens:
         hub.send(peer, frames.token(new_token))
-    since = request.query.get("since")
-    replay_from = parse_since(since)
-    if since is not None and replay_from is None:
+    if "since" in request.query and replay_from is None:
         hub.send(peer, frames.error("since must be a whole number, 0 or more"))
     if replay_from is not None:
         await replay(ws, hub, request.app[db_key], peer, replay_from)
