@@ -8,6 +8,12 @@ from .config import VERSION
 from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME
 
 
+# Names are stripped of whitespace (as Python's str.strip sees it) before their length is checked.
+_SPACE = r"\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+ONE_VISIBLE = f"[^{_SPACE}]"  # a room name: some character that is not whitespace
+TWO_VISIBLE = rf"[^{_SPACE}][\s\S]*[^{_SPACE}]"  # a username: two, so that it is 2 long once stripped
+
+
 def _text(max_length: int | None = None, **extra: Any) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", **extra}
     if max_length is not None:
@@ -92,7 +98,7 @@ def openapi_document() -> dict[str, Any]:
             "/users": {
                 "get": {"summary": "All users", "responses": {"200": _json({"type": "array", "items": _ref("User")})}},
                 "post": {"summary": "Create a user", "requestBody": _body(_object(
-                    {"username": _text(MAX_USERNAME, minLength=2)})),
+                    {"username": _text(MAX_USERNAME, minLength=2, pattern=TWO_VISIBLE)})),
                     "responses": {"200": _json(_ref("NewUser")), **_errors(403, 413, 422)}},
             },
             "/users/{user_id}": {"get": {"summary": "One user", "parameters": [user_id], "responses": {
@@ -100,7 +106,7 @@ def openapi_document() -> dict[str, Any]:
             "/rooms": {
                 "get": {"summary": "All rooms", "responses": {"200": _json({"type": "array", "items": _ref("Room")})}},
                 "post": {"summary": "Create a room", "requestBody": _body(_object(
-                    {"name": _text(MAX_ROOM_NAME, minLength=1)})),
+                    {"name": _text(MAX_ROOM_NAME, minLength=1, pattern=ONE_VISIBLE)})),
                     "responses": {"200": _json(_ref("Room")), **_errors(403, 413, 422)}},
             },
             "/rooms/{room_id}": {"get": {"summary": "One room", "parameters": [room_id], "responses": {
