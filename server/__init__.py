@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from . import frames
 from .config import Config, config_key
 from .db import Database, db_key
 from .handlers import (
@@ -50,7 +52,18 @@ async def start_heartbeat(app: web.Application) -> None:
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     app[db_key] = db = await Database.open(app[config_key].db_path)
-    app[history_key] = RecentHistory(db)
+    app[history_key] = history = RecentHistory(db)
+    hub = app[hub_key]
+
+    def messages_committed(messages: list[dict[str, Any]]) -> None:
+        # Right after the commit and in seq order: a message is never sent before it is stored,
+        # and every socket of a room sees the room's messages in one order.
+        for message in messages:
+            history.committed(message)
+            hub.publish(message["room_id"], frames.message(message), message["seq"])
+        hub.flush_all()  # now, not after the next round of socket reads: these frames are what is waited for
+
+    db.on_messages_committed = messages_committed
     yield
     await app[db_key].close()
 

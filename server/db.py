@@ -1,10 +1,13 @@
 """All SQL: connecting, migrating, and every read and write of the chat's data.
 
-Writes go through one writer connection and are committed in groups: every
-write queued while the previous group was being committed goes into the next
-transaction, so a burst of messages costs one commit, not one each. Reads use
-a second connection, which WAL lets run beside the writer. Functions return
-plain dicts shaped like the API's JSON.
+Writes are committed in groups, on the event loop's own thread: the writes
+queued during one pass of the loop go into one transaction, so a burst of
+messages costs one commit, not one each. In WAL mode with synchronous=NORMAL a
+commit appends a few pages to the WAL and waits neither for the disk nor for a
+lock, which is quicker than a round trip to a thread and back. Reads, which
+can take long, run on aiosqlite's threads beside the writer: one connection
+for reading, one that checkpoints the WAL into the database file. Functions
+return plain dicts shaped like the API's JSON.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ INSERT_ROOM = "INSERT OR IGNORE INTO rooms (id, name, created_at) VALUES"
 INSERT_MEMBER = "INSERT OR IGNORE INTO memberships (room_id, user_id, joined_at) VALUES"
 INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, timestamp) VALUES"
 CHECKPOINT_SECONDS = 1.0
+# How long writes wait for another process's write lock (the sqlite3 shell in a transaction, say).
+BUSY_TIMEOUT_SECONDS = 5.0
+BUSY_RETRY_SECONDS = 0.01
 MAX_ROWS_PER_INSERT = 500  # 500 rows of at most 6 values stay far below SQLite's 32766 parameters
 SELECT_MESSAGES = """
     SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
@@ -67,53 +73,46 @@ class _Write:
 
 
 class Database:
-    """The chat's store: a group-committing writer connection, a reader, and a checkpointer."""
+    """The chat's store: writes committed in groups on the event loop's thread; reads and checkpoints on aiosqlite's."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+    def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection,
                  checkpointer: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
         self._checkpointer = checkpointer
         self._queue: list[_Write] = []
-        self._queued = asyncio.Event()
+        self._commit: asyncio.Handle | None = None  # the scheduled commit of the queue, or its retry
+        self._busy_since: float | None = None
         self._closing = False
-        # The last seq of each room seen by the writer; only the writer task touches it.
+        # The last seq of each room seen by the writer; nothing else writes messages.
         self._last_seq: dict[str, int] = {}
-        self._writer_task = asyncio.create_task(self._write_batches(), name="db-writer")
         self._checkpoint_task = asyncio.create_task(self._checkpoint_regularly(), name="db-checkpoint")
-        # Told of every stored message, in seq order, right after its commit (see history.py).
-        self.on_message_committed: Callable[[dict[str, Any]], None] | None = None
+        # Told of the messages of each commit, in seq order, right after it (see server/__init__.py).
+        self.on_messages_committed: Callable[[list[dict[str, Any]]], None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
         """Connect to (and create) the database file and apply pending migrations."""
-        # A path that cannot be opened fails here, plainly: when aiosqlite's first connect
-        # fails, its worker thread outlives the event loop and prints a traceback at exit.
-        sqlite3.connect(path).close()
-        writer = await _connect(path)
+        writer = _connect_writer(path)
         try:
-            await migrate(writer)
-            # SQLite would copy the WAL into the database inside whichever commit crosses
-            # 1000 pages, holding up every message queued behind it for an fsync; the
-            # checkpointer does it on its own connection instead (see _checkpoint_regularly).
-            await writer.execute("PRAGMA wal_autocheckpoint = 0")
-            reader = await _connect(path, read_only=True)
-            checkpointer = await _connect(path, read_only=True)
+            migrate(writer)
+            writer.execute("PRAGMA busy_timeout = 0")  # from now on, see _commit_queue
+            reader = await _connect(path)
+            checkpointer = await _connect(path)
         except BaseException:
-            await writer.close()
+            writer.close()
             raise
         return cls(writer, reader, checkpointer)
 
     async def close(self) -> None:
         """Commit what is queued, then close the connections (the last one checkpoints the WAL)."""
         self._closing = True
-        self._queued.set()
-        await self._writer_task
+        await asyncio.gather(*(write.done for write in self._queue), return_exceptions=True)
         self._checkpoint_task.cancel()
         await asyncio.gather(self._checkpoint_task, return_exceptions=True)
         await self._checkpointer.close()
         await self._reader.close()
-        await self._writer.close()
+        self._writer.close()
 
     async def _checkpoint_regularly(self) -> None:
         """Copy committed pages from the WAL into the database file, beside the writer.
@@ -159,55 +158,82 @@ class Database:
     def _write(self, sql: str, params: tuple[Any, ...], message: dict[str, Any] | None = None) -> asyncio.Future[None]:
         if self._closing:
             raise RuntimeError("the database is closed")
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
         self._queue.append(_Write(sql, params, done, message))
-        self._queued.set()
+        if self._commit is None:
+            self._commit = loop.call_soon(self._commit_queue)
         return done
 
-    async def _write_batches(self) -> None:
-        while not (self._closing and not self._queue):
-            await self._queued.wait()
-            self._queued.clear()
-            batch, self._queue = self._queue, []
-            if batch:
-                await self._commit(batch)
+    def _commit_queue(self) -> None:
+        """Commit every write queued since the last commit: those of one loop iteration, under load many.
 
-    async def _commit(self, batch: list[_Write]) -> None:
-        # Consecutive writes of one kind go in one multi-row INSERT: a single statement is a
-        # single transaction (the connection is in autocommit mode) and a single trip to the
-        # database thread. The writes are independent rows, so a failure only fails its own run.
-        for sql, same_kind in itertools.groupby(batch, key=lambda write: write.sql):
-            writes = list(same_kind)
-            for start in range(0, len(writes), MAX_ROWS_PER_INSERT):
-                await self._insert(sql, writes[start:start + MAX_ROWS_PER_INSERT])
+        This runs on the event loop's thread. A commit appends a few pages to the WAL
+        and does not wait for the disk (synchronous=NORMAL; checkpoints happen on their
+        own connection), so it takes less time than handing it to a thread and back.
+        It never waits for a lock either: when another process holds the write lock,
+        the queue is tried again a little later, and given up after BUSY_TIMEOUT_SECONDS.
+        """
+        self._commit = None
+        runs = _runs_of_one_kind(self._queue)
+        self._queue = []
+        for index, run in enumerate(runs):
+            try:
+                self._insert(run)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY and self._may_wait_for_lock():
+                    self._queue[:0] = [write for later in runs[index:] for write in later]
+                    self._commit = asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._commit_queue)
+                    return
+                self._fail(run, exc)
+            except sqlite3.Error as exc:  # a constraint, a full disk: only this run of rows fails
+                self._fail(run, exc)
+            else:
+                self._busy_since = None
+                self._settle(run)
 
-    async def _insert(self, sql: str, writes: list[_Write]) -> None:
+    def _insert(self, writes: list[_Write]) -> None:
+        """Store a run of writes of one kind in one multi-row INSERT: one statement, one transaction."""
         try:
             for write in writes:
                 if write.message is not None:
-                    write.params = await self._number_message(write.message)
+                    write.params = self._number_message(write.message)
             params = [value for write in writes for value in write.params]
-            await self._writer.execute(_insert_rows(sql, len(writes[0].params), len(writes)), params)
-        except Exception as exc:
-            log.error("Could not store %d rows: %s", len(writes), exc)
+            self._writer.execute(_insert_rows(writes[0].sql, len(writes[0].params), len(writes)), params)
+        except sqlite3.Error:
             self._last_seq.clear()  # the seqs just given out were not stored
-            for write in writes:
-                if not write.done.done():
-                    write.done.set_exception(exc)
-            return
-        # Waiters wake in this order, so messages are published in the order they were numbered.
+            raise
+
+    def _may_wait_for_lock(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        if self._busy_since is None:
+            self._busy_since = now
+        return now - self._busy_since < BUSY_TIMEOUT_SECONDS
+
+    def _settle(self, writes: list[_Write]) -> None:
+        # Messages are announced in the order they were numbered, and before their writers hear back.
+        messages = [write.message for write in writes if write.message is not None]
+        if messages and self.on_messages_committed is not None:
+            try:
+                self.on_messages_committed(messages)
+            except Exception:
+                log.exception("Announcing %d stored messages failed", len(messages))
         for write in writes:
-            if write.message is not None and self.on_message_committed is not None:
-                self.on_message_committed(write.message)
             if not write.done.done():
                 write.done.set_result(None)
 
-    async def _number_message(self, message: dict[str, Any]) -> tuple[Any, ...]:
+    def _fail(self, writes: list[_Write], exc: sqlite3.Error) -> None:
+        log.error("Could not store %d rows: %s", len(writes), exc)
+        for write in writes:
+            if not write.done.done():
+                write.done.set_exception(exc)
+
+    def _number_message(self, message: dict[str, Any]) -> tuple[Any, ...]:
         room_id = message["room_id"]
         last = self._last_seq.get(room_id)
         if last is None:
-            rows = await self._writer.execute_fetchall("SELECT max(seq) FROM messages WHERE room_id = ?", (room_id,))
-            last = rows[0][0] or 0
+            row = self._writer.execute("SELECT max(seq) FROM messages WHERE room_id = ?", (room_id,)).fetchone()
+            last = row[0] or 0
         message["seq"] = self._last_seq[room_id] = last + 1
         return (room_id, message["seq"], message["id"], message["user_id"], message["content"], message["timestamp"])
 
@@ -292,6 +318,15 @@ def storable(text: str) -> bool:
     return True
 
 
+def _runs_of_one_kind(writes: list[_Write]) -> list[list[_Write]]:
+    """Consecutive writes with the same INSERT, MAX_ROWS_PER_INSERT at most: each run becomes one statement."""
+    runs = []
+    for _, same_kind in itertools.groupby(writes, key=lambda write: write.sql):
+        run = list(same_kind)
+        runs.extend(run[start:start + MAX_ROWS_PER_INSERT] for start in range(0, len(run), MAX_ROWS_PER_INSERT))
+    return runs
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_rows(insert: str, width: int, rows: int) -> str:
     """`INSERT ... VALUES` completed with `rows` groups of `width` placeholders."""
@@ -313,18 +348,33 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def _connect(path: Path, read_only: bool = False) -> aiosqlite.Connection:
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    """The connection every write goes through, used on the event loop's thread."""
     # Autocommit: every statement is its own transaction (migrations say BEGIN themselves).
-    conn = await aiosqlite.connect(path, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout = 5000")
-    await conn.execute("PRAGMA foreign_keys = ON")
-    if read_only:
-        await conn.execute("PRAGMA query_only = ON")
-    else:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        # Start-up may wait for another process's lock; after that, a commit never does (see _commit_queue).
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         # WAL: readers never wait for the writer. NORMAL: a commit survives a crash of
         # this process (kill -9); only a power loss or OS crash may lose the last ones.
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # SQLite would copy the WAL into the database inside whichever commit crosses
+        # 1000 pages, holding up the event loop for an fsync; the checkpointer does it
+        # on its own connection instead (see _checkpoint_regularly).
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    """A connection for reads (and checkpoints), used on a thread of its own."""
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+    await conn.execute("PRAGMA query_only = ON")
     return conn
 
 
@@ -338,10 +388,9 @@ def migration_files() -> list[tuple[int, Path]]:
     return sorted(files)
 
 
-async def migrate(conn: aiosqlite.Connection) -> int:
+def migrate(conn: sqlite3.Connection) -> int:
     """Apply each migration newer than `PRAGMA user_version`, each in its own transaction."""
-    rows = await conn.execute_fetchall("PRAGMA user_version")
-    version = rows[0][0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
     files = migration_files()
     latest = files[-1][0] if files else 0
     if version > latest:
@@ -351,9 +400,9 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             continue
         try:
             # Pragmas take no parameters; `number` is an int from the file name.
-            await conn.executescript(f"BEGIN;\n{path.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;")
+            conn.executescript(f"BEGIN;\n{path.read_text()}\nPRAGMA user_version = {number};\nCOMMIT;")
         except sqlite3.Error as exc:
-            await conn.rollback()
+            conn.rollback()
             raise MigrationError(f"migration {path.name} failed: {exc}") from None
         log.info("Applied migration %s", path.name)
         version = number

@@ -28,10 +28,9 @@ class RecentHistory:
         self.rooms: OrderedDict[str, deque[bytes]] = OrderedDict()
         # Messages committed while a room is being loaded, to add to what the load read.
         self.loading: dict[str, list[dict[str, Any]]] = {}
-        db.on_message_committed = self.committed
 
     def committed(self, message: dict[str, Any]) -> None:
-        """Called by the store, in seq order, for every message it has committed."""
+        """To be told, in seq order, of every message the store has committed."""
         room = self.rooms.get(message["room_id"])
         if room is not None:
             room.append(to_json(message).encode())

@@ -126,7 +126,7 @@ class Hub:
         if peer.outbox is None:
             peer.outbox = [frame]
             if not self._unflushed:
-                asyncio.get_running_loop().call_soon(self._flush_all)
+                asyncio.get_running_loop().call_soon(self.flush_all)
             self._unflushed.append(peer)
         else:
             peer.outbox.append(frame)
@@ -178,7 +178,8 @@ class Hub:
         if self.send_queue_limit and transport.get_write_buffer_size() > self.send_queue_limit:
             self._drop_slow(peer)
 
-    def _flush_all(self) -> None:
+    def flush_all(self) -> None:
+        """Write every socket's queued frames now, rather than in the event loop's next pass."""
         unflushed, self._unflushed = self._unflushed, []
         for peer in unflushed:
             self.flush(peer)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 
 import pytest
 
 from server import create_app
 from server.config import Config
+from server import db as db_module
 from server.db import Database, MigrationError, migration_files
 
-from helpers import connect, create_room, create_user, send_and_receive
+from helpers import connect, create_room, create_user, receive, send_and_receive
 
 
 async def test_a_fresh_database_is_migrated_to_the_last_file(tmp_path):
@@ -71,3 +74,48 @@ async def test_tokens_are_stored_hashed(client, tmp_path):
         dump = "\n".join(conn.iterdump())
     assert stored != user["token"] and len(stored) == 64
     assert user["token"] not in dump
+
+
+async def test_a_write_lock_held_elsewhere_delays_messages_but_stalls_nothing(client, tmp_path):
+    """Someone in the sqlite3 shell has a write transaction open: the server keeps serving, and the
+    message waits for the lock instead of being lost or blocking the event loop."""
+    user = await create_user(client)
+    room = await create_room(client)
+    sender = await connect(client, room["id"], user["id"])
+    listener = await connect(client, room["id"], user["id"])
+    await receive(sender)  # the listener's user_joined
+    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        await sender.send_json({"content": "held up"})
+        started = time.monotonic()
+        resp = await client.get(f"/rooms/{room['id']}")  # answered while the message waits
+        assert resp.status == 200
+        assert time.monotonic() - started < 0.5
+        with pytest.raises(asyncio.TimeoutError):
+            await listener.receive(timeout=0.3)
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    message = await receive(listener)
+    assert (message["content"], message["seq"]) == ("held up", 1)
+    assert [m["content"] for m in await (await client.get(f"/rooms/{room['id']}/messages")).json()] == ["held up"]
+
+
+async def test_a_write_lock_held_too_long_fails_the_message_plainly(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        await ws.send_json({"content": "never stored"})
+        assert await receive(ws) == {"type": "error",
+                                     "message": "The message could not be stored; please send it again"}
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    assert (await send_and_receive(ws, "sent again"))["seq"] == 1  # no gap where the failed one was
+    history = await (await client.get(f"/rooms/{room['id']}/messages")).json()
+    assert [m["content"] for m in history] == ["sent again"]
