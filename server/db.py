@@ -64,6 +64,10 @@ class MigrationError(RuntimeError):
     """The database's schema cannot be brought up to date."""
 
 
+class DatabaseBusy(sqlite3.OperationalError):
+    """Another connection held the write lock for longer than BUSY_TIMEOUT_SECONDS."""
+
+
 @dataclasses.dataclass(slots=True)
 class _Write:
     sql: str
@@ -181,11 +185,15 @@ class Database:
             try:
                 self._insert(run)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY and self._may_wait_for_lock():
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    self._fail(run, exc)
+                elif self._may_wait_for_lock():
                     self._queue[:0] = [write for later in runs[index:] for write in later]
                     self._commit = asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._commit_queue)
                     return
-                self._fail(run, exc)
+                else:
+                    self._busy_since = None  # writes queued after these get a wait of their own
+                    self._fail(run, DatabaseBusy(f"another connection held the write lock for {BUSY_TIMEOUT_SECONDS:g} s"))
             except sqlite3.Error as exc:  # a constraint, a full disk: only this run of rows fails
                 self._fail(run, exc)
             else:

@@ -35,7 +35,8 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {401: "Missing or wrong token", 403: "Origin not allowed", 404: "Not found",
-               413: "Body too large", 422: "Invalid input"}
+               413: "Body too large", 422: "Invalid input",
+               503: "The database stayed locked by another program (the sqlite3 shell, say)"}
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
 
 
@@ -99,7 +100,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "All users", "responses": {"200": _json({"type": "array", "items": _ref("User")})}},
                 "post": {"summary": "Create a user", "requestBody": _body(_object(
                     {"username": _text(MAX_USERNAME, minLength=2, pattern=TWO_VISIBLE)})),
-                    "responses": {"200": _json(_ref("NewUser")), **_errors(403, 413, 422)}},
+                    "responses": {"200": _json(_ref("NewUser")), **_errors(403, 413, 422, 503)}},
             },
             "/users/{user_id}": {"get": {"summary": "One user", "parameters": [user_id], "responses": {
                 "200": _json(_ref("User")), **_errors(404)}}},
@@ -107,7 +108,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {"summary": "All rooms", "responses": {"200": _json({"type": "array", "items": _ref("Room")})}},
                 "post": {"summary": "Create a room", "requestBody": _body(_object(
                     {"name": _text(MAX_ROOM_NAME, minLength=1, pattern=ONE_VISIBLE)})),
-                    "responses": {"200": _json(_ref("Room")), **_errors(403, 413, 422)}},
+                    "responses": {"200": _json(_ref("Room")), **_errors(403, 413, 422, 503)}},
             },
             "/rooms/{room_id}": {"get": {"summary": "One room", "parameters": [room_id], "responses": {
                 "200": _json(_ref("Room")), **_errors(404)}}},
@@ -126,7 +127,7 @@ def openapi_document() -> dict[str, Any]:
                 # null counts as absent for the optional fields, as older clients send it.
                 "requestBody": _body(_object({"user_id": _text(MAX_ID), "username": _text(MAX_USERNAME, nullable=True),
                                               "token": _text(200, nullable=True)}, ["user_id"])),
-                "responses": {"200": _json(_ref("Joined")), **_errors(401, 403, 404, 413, 422)}}},
+                "responses": {"200": _json(_ref("Joined")), **_errors(401, 403, 404, 413, 422, 503)}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _text()}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}},

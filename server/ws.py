@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from . import frames
 from .config import Config, config_key
-from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, acceptable_id, db_key, storable
+from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, DatabaseBusy, acceptable_id, db_key, storable
 from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
 from .metrics import Metrics, metrics_key
@@ -25,6 +25,7 @@ from .origins import origin_policy_key
 log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
 REPLAY_PAGE = 200
 # Over-limit messages in a row after which a flooding socket is closed.
 FLOOD_STRIKES = 10
@@ -114,11 +115,14 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
     except ShuttingDown:
         raise Refused(1001, "Server shutting down") from None
     new_token = None
-    if room_name is None:
-        await db.create_room(f"Room {room_id[:8]}", room_id)
-    if user is None:
-        user, new_token = await db.create_user(username[:MAX_USERNAME], user_id)
-    await db.add_member(room_id, user_id)
+    try:
+        if room_name is None:
+            await db.create_room(f"Room {room_id[:8]}", room_id)
+        if user is None:
+            user, new_token = await db.create_user(username[:MAX_USERNAME], user_id)
+        await db.add_member(room_id, user_id)
+    except DatabaseBusy:
+        raise Refused(TRY_AGAIN_LATER, "Database busy, try again") from None
     bucket = TokenBucket(config.rate_limit_per_second, config.rate_limit_burst) \
         if config.rate_limit_per_second else None
     peer = Peer(ws, request.transport, room_id, user_id, user["username"], request.remote or "", bucket)

@@ -129,8 +129,10 @@ async def test_real_answers_match_the_document(start_server):
 
     documented = {(method, path, int(status)) for path, operations in document["paths"].items()
                   for method, operation in operations.items() for status in operation["responses"]}
-    # The one documented answer not provoked here: /health's 503 needs a broken database.
-    assert documented - api.checked == {("get", "/health", 503)}
+    # Not provoked here: /health's 503 needs a broken database, and the writes' 503 a write lock held
+    # for 5 s (tests/test_store.py holds one for less, with a shorter wait).
+    assert documented - api.checked == {("get", "/health", 503), ("post", "/users", 503), ("post", "/rooms", 503),
+                                        ("post", "/rooms/{room_id}/join", 503)}
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(start_server, tmp_path: Path):

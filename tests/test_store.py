@@ -13,7 +13,7 @@ from server.config import Config
 from server import db as db_module
 from server.db import Database, MigrationError, migration_files
 
-from helpers import connect, create_room, create_user, receive, send_and_receive
+from helpers import assert_error, connect, create_room, create_user, receive, receive_close, send_and_receive
 
 
 async def test_a_fresh_database_is_migrated_to_the_last_file(tmp_path):
@@ -119,3 +119,39 @@ async def test_a_write_lock_held_too_long_fails_the_message_plainly(client, tmp_
     assert (await send_and_receive(ws, "sent again"))["seq"] == 1  # no gap where the failed one was
     history = await (await client.get(f"/rooms/{room['id']}/messages")).json()
     assert [m["content"] for m in history] == ["sent again"]
+
+
+async def test_http_writes_answer_503_when_the_lock_is_held_too_long(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+    user = await create_user(client)
+    room = await create_room(client)
+    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        answers = await asyncio.gather(
+            client.post("/users", json={"username": "bob"}),
+            client.post("/rooms", json={"name": "kitchen"}),
+            client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]}))
+        for resp in answers:
+            await assert_error(resp, 503, "The database is locked by another program; try again")
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    assert [u["username"] for u in await (await client.get("/users")).json()] == ["alice"]
+    assert [r["name"] for r in await (await client.get("/rooms")).json()] == ["lobby"]
+    assert (await client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]})).status == 200
+
+
+async def test_a_socket_is_closed_1013_when_the_lock_is_held_too_long(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+    user = await create_user(client)
+    room = await create_room(client)
+    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        ws = await client.ws_connect(f"/ws/{room['id']}/{user['id']}")
+        assert await receive_close(ws) == (1013, "Database busy, try again")
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    await connect(client, room["id"], user["id"])  # and in once the lock is gone

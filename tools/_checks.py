@@ -47,6 +47,10 @@ CLOSE_CODE_ADVICE = {
         "client too slow to keep up): send less often, read frames promptly"
     ),
     (1009, ""): "a frame was larger than MAX_FRAME_BYTES: send smaller messages",
+    (1013, ""): (
+        "another program held the database's write lock for seconds (a sqlite3 "
+        "shell with a transaction open on chat.db): end that transaction, then reconnect"
+    ),
     (1006, ""): (
         "the connection dropped without a close frame: a proxy or load "
         "balancer timed out or cut it (raise proxy_read_timeout), or the "
