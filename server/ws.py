@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from . import frames
 from .config import Config, config_key
 from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, DatabaseBusy, acceptable_id, db_key, storable
-from .hub import Hub, Peer, ShuttingDown, TooManyConnections, hub_key
+from .hub import CLOSE_TIMEOUT, Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
 from .metrics import Metrics, metrics_key
 from .origins import origin_policy_key
@@ -58,7 +58,9 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     # aiohttp refuses a message of exactly max_msg_size bytes; MAX_FRAME_BYTES is the largest one allowed.
     max_msg_size = config.max_frame_bytes + 1 if config.max_frame_bytes else 0
     # The hub pings all sockets from one timer (hub.start_heartbeat), so pongs come to the receive loop.
-    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, autoping=False)
+    # A peer gets CLOSE_TIMEOUT to answer a close frame, like a slow consumer, rather than aiohttp's 10 s:
+    # a client that never answers must not hold up a refusal, or a shutdown, for long.
+    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, autoping=False, timeout=CLOSE_TIMEOUT)
     if not ws.can_prepare(request).ok:
         # What a proxy without the upgrade lines turns a socket into: say so, not aiohttp's internals.
         detail = ("WebSocket upgrade expected: this URL is a socket, and a proxy in front "

@@ -174,3 +174,14 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_the_room_told(ma
     assert kinds[-1] in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.ERROR), kinds
     for ws in (ws_alice, ws_ghost):
         await ws.close()
+
+
+async def test_a_refused_client_that_never_answers_the_close_is_dropped_in_3_seconds(client):
+    """aiohttp would wait 10 s for the close handshake; during a shutdown that is longer than the stop may take."""
+    raw = await RawSocket.connect("127.0.0.1", client.port, "/ws/nowhere/nobody")
+    started = time.monotonic()
+    data, closed = await raw.read_until_closed(timeout=6.0)  # reads, but never sends its own close frame
+    raw.close()
+    assert closed and 2.5 < time.monotonic() - started < 4.5
+    frames, _ = server_frames(data)
+    assert [close_code(payload) for opcode, payload in frames if opcode == CLOSE] == [(4004, "Room not found")]
