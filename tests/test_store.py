@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +79,24 @@ async def test_tokens_are_stored_hashed(client, tmp_path):
     assert user["token"] not in dump
 
 
+@contextlib.contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another connection with a write transaction open, as someone in the sqlite3 shell may leave one."""
+    shell = sqlite3.connect(path, isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+
+
+@pytest.fixture
+def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes give up on a held lock after 0.3 s instead of 5 s."""
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+
+
 async def test_a_write_lock_held_elsewhere_delays_messages_but_stalls_nothing(client, tmp_path):
     """Someone in the sqlite3 shell has a write transaction open: the server keeps serving, and the
     message waits for the lock instead of being lost or blocking the event loop."""
@@ -84,9 +105,7 @@ async def test_a_write_lock_held_elsewhere_delays_messages_but_stalls_nothing(cl
     sender = await connect(client, room["id"], user["id"])
     listener = await connect(client, room["id"], user["id"])
     await receive(sender)  # the listener's user_joined
-    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
-    shell.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(tmp_path / "chat.db"):
         await sender.send_json({"content": "held up"})
         started = time.monotonic()
         resp = await client.get(f"/rooms/{room['id']}")  # answered while the message waits
@@ -94,64 +113,43 @@ async def test_a_write_lock_held_elsewhere_delays_messages_but_stalls_nothing(cl
         assert time.monotonic() - started < 0.5
         with pytest.raises(asyncio.TimeoutError):
             await listener.receive(timeout=0.3)
-    finally:
-        shell.execute("ROLLBACK")
-        shell.close()
     message = await receive(listener)
     assert (message["content"], message["seq"]) == ("held up", 1)
     assert [m["content"] for m in await (await client.get(f"/rooms/{room['id']}/messages")).json()] == ["held up"]
 
 
-async def test_a_write_lock_held_too_long_fails_the_message_plainly(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+async def test_a_write_lock_held_too_long_fails_the_message_plainly(client, tmp_path, short_lock_wait):
     user = await create_user(client)
     room = await create_room(client)
     ws = await connect(client, room["id"], user["id"])
-    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
-    shell.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(tmp_path / "chat.db"):
         await ws.send_json({"content": "never stored"})
         assert await receive(ws) == {"type": "error",
                                      "message": "The message could not be stored; please send it again"}
-    finally:
-        shell.execute("ROLLBACK")
-        shell.close()
     assert (await send_and_receive(ws, "sent again"))["seq"] == 1  # no gap where the failed one was
     history = await (await client.get(f"/rooms/{room['id']}/messages")).json()
     assert [m["content"] for m in history] == ["sent again"]
 
 
-async def test_http_writes_answer_503_when_the_lock_is_held_too_long(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+async def test_http_writes_answer_503_when_the_lock_is_held_too_long(client, tmp_path, short_lock_wait):
     user = await create_user(client)
     room = await create_room(client)
-    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
-    shell.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(tmp_path / "chat.db"):
         answers = await asyncio.gather(
             client.post("/users", json={"username": "bob"}),
             client.post("/rooms", json={"name": "kitchen"}),
             client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]}))
         for resp in answers:
             await assert_error(resp, 503, "The database is locked by another program; try again")
-    finally:
-        shell.execute("ROLLBACK")
-        shell.close()
     assert [u["username"] for u in await (await client.get("/users")).json()] == ["alice"]
     assert [r["name"] for r in await (await client.get("/rooms")).json()] == ["lobby"]
     assert (await client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]})).status == 200
 
 
-async def test_a_socket_is_closed_1013_when_the_lock_is_held_too_long(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+async def test_a_socket_is_closed_1013_when_the_lock_is_held_too_long(client, tmp_path, short_lock_wait):
     user = await create_user(client)
     room = await create_room(client)
-    shell = sqlite3.connect(tmp_path / "chat.db", isolation_level=None)
-    shell.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(tmp_path / "chat.db"):
         ws = await client.ws_connect(f"/ws/{room['id']}/{user['id']}")
         assert await receive_close(ws) == (1013, "Database busy, try again")
-    finally:
-        shell.execute("ROLLBACK")
-        shell.close()
     await connect(client, room["id"], user["id"])  # and in once the lock is gone
