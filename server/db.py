@@ -170,13 +170,11 @@ class Database:
         return done
 
     def _commit_queue(self) -> None:
-        """Commit every write queued since the last commit: those of one loop iteration, under load many.
+        """Commit every write queued since the last commit (those of one pass of the loop; under load, many).
 
-        This runs on the event loop's thread. A commit appends a few pages to the WAL
-        and does not wait for the disk (synchronous=NORMAL; checkpoints happen on their
-        own connection), so it takes less time than handing it to a thread and back.
-        It never waits for a lock either: when another process holds the write lock,
-        the queue is tried again a little later, and given up after BUSY_TIMEOUT_SECONDS.
+        It never waits for a lock, as it runs on the event loop's thread: while another
+        process holds the write lock, the queue is tried again every BUSY_RETRY_SECONDS,
+        in order, and given up after BUSY_TIMEOUT_SECONDS.
         """
         self._commit = None
         runs = _runs_of_one_kind(self._queue)
@@ -194,7 +192,7 @@ class Database:
                 else:
                     self._busy_since = None  # writes queued after these get a wait of their own
                     self._fail(run, DatabaseBusy(f"another connection held the write lock for {BUSY_TIMEOUT_SECONDS:g} s"))
-            except sqlite3.Error as exc:  # a constraint, a full disk: only this run of rows fails
+            except Exception as exc:  # a constraint, a full disk: only this run of rows fails
                 self._fail(run, exc)
             else:
                 self._busy_since = None
@@ -208,7 +206,7 @@ class Database:
                     write.params = self._number_message(write.message)
             params = [value for write in writes for value in write.params]
             self._writer.execute(_insert_rows(writes[0].sql, len(writes[0].params), len(writes)), params)
-        except sqlite3.Error:
+        except Exception:
             self._last_seq.clear()  # the seqs just given out were not stored
             raise
 
@@ -230,7 +228,7 @@ class Database:
             if not write.done.done():
                 write.done.set_result(None)
 
-    def _fail(self, writes: list[_Write], exc: sqlite3.Error) -> None:
+    def _fail(self, writes: list[_Write], exc: Exception) -> None:
         log.error("Could not store %d rows: %s", len(writes), exc)
         for write in writes:
             if not write.done.done():
