@@ -59,8 +59,9 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         # Right after the commit and in seq order: a message is never sent before it is stored,
         # and every socket of a room sees the room's messages in one order.
         for message in messages:
-            history.committed(message)
-            hub.publish(message["room_id"], frames.message(message), message["seq"])
+            frame, item = frames.message(message)
+            history.committed(message, item)
+            hub.publish(message["room_id"], frame, message["seq"])
         hub.flush_all()  # now, not after the next round of socket reads: these frames are what is waited for
 
     db.on_messages_committed = messages_committed

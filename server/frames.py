@@ -24,7 +24,16 @@ def to_json(value: Any) -> str:
 
 def text_frame(payload: dict[str, Any]) -> bytes:
     """A complete, unmasked server-to-client WebSocket text frame holding `payload` as JSON."""
-    data = _encode_json(payload).encode()
+    return _frame(_encode_json(payload).encode())
+
+
+def message(stored: dict[str, Any]) -> tuple[bytes, bytes]:
+    """A stored message as a socket frame, and as a history item: the same JSON without "type", encoded once."""
+    item = _encode_json(stored)
+    return _frame(('{"type":"message",' + item[1:]).encode()), item.encode()
+
+
+def _frame(data: bytes) -> bytes:
     size = len(data)
     if size < 126:
         header = bytes((TEXT_OPCODE_FIN, size))
@@ -33,10 +42,6 @@ def text_frame(payload: dict[str, Any]) -> bytes:
     else:
         header = struct.pack("!BBQ", TEXT_OPCODE_FIN, 127, size)
     return header + data
-
-
-def message(stored: dict[str, Any]) -> bytes:
-    return text_frame({"type": "message", **stored})
 
 
 def user_joined(user_id: str, username: str) -> bytes:

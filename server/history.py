@@ -26,16 +26,16 @@ class RecentHistory:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.rooms: OrderedDict[str, deque[bytes]] = OrderedDict()
-        # Messages committed while a room is being loaded, to add to what the load read.
-        self.loading: dict[str, list[dict[str, Any]]] = {}
+        # Messages committed while a room is being loaded (seq and item), to add to what the load read.
+        self.loading: dict[str, list[tuple[int, bytes]]] = {}
 
-    def committed(self, message: dict[str, Any]) -> None:
-        """To be told, in seq order, of every message the store has committed."""
+    def committed(self, message: dict[str, Any], item: bytes) -> None:
+        """To be told, in seq order, of every message the store has committed, with its JSON `item`."""
         room = self.rooms.get(message["room_id"])
         if room is not None:
-            room.append(to_json(message).encode())
+            room.append(item)
         elif message["room_id"] in self.loading:
-            self.loading[message["room_id"]].append(message)
+            self.loading[message["room_id"]].append((message["seq"], item))
 
     async def page(self, room_id: str, limit: int) -> bytes | None:
         """The room's last `limit` (at most RECENT_PER_ROOM) messages as a JSON array; None for no such room."""
@@ -61,8 +61,8 @@ class RecentHistory:
         finally:
             arrived = self.loading.pop(room_id) if first else []
         last = stored[-1]["seq"] if stored else 0
-        messages = stored + [message for message in arrived if message["seq"] > last]
-        room = deque((to_json(message).encode() for message in messages), maxlen=RECENT_PER_ROOM)
+        items = [to_json(message).encode() for message in stored] + [item for seq, item in arrived if seq > last]
+        room = deque(items, maxlen=RECENT_PER_ROOM)
         if first:
             self.rooms[room_id] = room
             if len(self.rooms) > RECENT_ROOMS:
