@@ -1,6 +1,7 @@
 """Where the server's CPU goes in one scenario: CPU per thread from /proc, and py-spy samples.
 
     python -m bench.profile fanout --shape 10x20       # or 1x200
+    python -m bench.profile latency --rate 2300        # the fixed-rate scenario, 10x20
     python -m bench.profile get                        # GET /rooms/{id}/messages?limit=50
     python -m bench.profile post                       # POST /users
     python -m bench.profile idle --sockets 3000        # Python memory per idle socket, by line
@@ -76,6 +77,16 @@ def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> 
         summary, _ = drive(ctx, server, plans, "profile", mode="fanout", messages_per_sender=args.messages,
                            window=ctx.sizes.window, deadline_s=300)
         return summary["deliveries"], "deliveries"
+    if args.what == "latency":
+        rooms, clients = (int(n) for n in args.shape.split("x"))
+        senders = rooms * ctx.sizes.senders_per_room
+        per_sender = int(args.rate / senders * ctx.sizes.latency_duration_s)
+        plans = plan_rooms(server, rooms, clients, ctx.sizes.senders_per_room,
+                           ctx.sizes.senders_per_room * per_sender)
+        summary, _ = drive(ctx, server, plans, "profile", mode="rate", messages_per_sender=per_sender,
+                           rate_per_sender=args.rate / senders, senders_in_run=senders,
+                           warmup_s=ctx.sizes.latency_warmup_s, deadline_s=ctx.sizes.latency_duration_s + 60)
+        return summary["deliveries"], "deliveries"
     common = dict(port=server.port, connections=16, duration_s=args.seconds)
     if args.what == "get":
         user = api.create_users(server.url, 1)[0]
@@ -122,11 +133,12 @@ def profile_memory(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("fanout", "get", "post", "idle"))
+    parser.add_argument("what", choices=("fanout", "latency", "get", "post", "idle"))
     parser.add_argument("--sockets", type=int, default=3000, help="idle sockets")
     parser.add_argument("--kind", choices=(servers.OURS, servers.BASELINE), default=servers.OURS)
     parser.add_argument("--shape", default="10x20", help="fan-out rooms x clients")
     parser.add_argument("--messages", type=int, default=500, help="fan-out messages per sender")
+    parser.add_argument("--rate", type=float, default=2300.0, help="latency: messages per second offered")
     parser.add_argument("--seconds", type=float, default=5.0, help="REST duration")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="path of py-spy, if not on PATH")
     parser.add_argument("--top", type=int, default=20)
