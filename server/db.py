@@ -183,7 +183,7 @@ class Database:
             try:
                 self._insert(run)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # the low byte: BUSY_RECOVERY etc. too
                     self._fail(run, exc)
                 elif self._may_wait_for_lock():
                     self._queue[:0] = [write for later in runs[index:] for write in later]
