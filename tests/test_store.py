@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -77,6 +78,29 @@ async def test_tokens_are_stored_hashed(client, tmp_path):
         dump = "\n".join(conn.iterdump())
     assert stored != user["token"] and len(stored) == 64
     assert user["token"] not in dump
+
+
+async def test_after_a_pause_in_writing_the_database_file_itself_holds_the_messages(client, tmp_path, monkeypatch):
+    """Checkpoints come in pauses of writing: then a copy of chat.db alone, without its -wal, is up to date."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_WHEN_QUIET_SECONDS", 0.2)
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    for n in range(3):
+        await send_and_receive(ws, f"m{n}")
+    copy = tmp_path / "copy.db"
+    deadline = time.monotonic() + 5
+    while True:
+        shutil.copyfile(tmp_path / "chat.db", copy)
+        with contextlib.closing(sqlite3.connect(copy)) as conn:
+            try:
+                stored = [row[0] for row in conn.execute("SELECT content FROM messages ORDER BY seq")]
+            except sqlite3.OperationalError:  # not even the tables are in the file yet
+                stored = []
+        if stored or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert stored == ["m0", "m1", "m2"]
 
 
 @contextlib.contextmanager
