@@ -30,7 +30,17 @@ def text_frame(payload: dict[str, Any]) -> bytes:
 def message(stored: dict[str, Any]) -> tuple[bytes, bytes]:
     """A stored message as a socket frame, and as a history item: the same JSON without "type", encoded once."""
     item = _encode_json(stored)
-    return _frame(('{"type":"message",' + item[1:]).encode()), item.encode()
+    return _frame(_typed(item)), item.encode()
+
+
+def message_payload(stored: dict[str, Any]) -> bytes:
+    """A stored message's frame without the WebSocket header, for aiohttp's send_frame."""
+    return _typed(_encode_json(stored))
+
+
+def _typed(item: str) -> bytes:
+    # The frame is the history item with its type first: '{"id":...}' -> '{"type":"message","id":...}'.
+    return ('{"type":"message",' + item[1:]).encode()
 
 
 def _frame(data: bytes) -> bytes:

@@ -175,7 +175,7 @@ async def replay(ws: web.WebSocketResponse, hub: Hub, db: Database, peer: Peer, 
         page = await db.messages(peer.room_id, REPLAY_PAGE, after=after)
         for message in page:
             # send_frame waits for the client to read when its buffer is full: a long replay cannot pile up.
-            await ws.send_frame(frames.to_json({"type": "message", **message}).encode(), WSMsgType.TEXT)
+            await ws.send_frame(frames.message_payload(message), WSMsgType.TEXT)
         if page:
             after = page[-1]["seq"]
         if len(page) < REPLAY_PAGE:
