@@ -66,8 +66,24 @@ class MigrationError(RuntimeError):
     """The database's schema cannot be brought up to date."""
 
 
-class DatabaseBusy(sqlite3.OperationalError):
+class StoreUnavailable(Exception):
+    """The store cannot do this now (locked by another program, disk full, a server gone away).
+
+    `detail` is the sentence a client is shown (HTTP 503); `close_reason` the shorter one a
+    socket being admitted is closed with (1013; a close reason holds at most 123 bytes).
+    """
+
+    def __init__(self, detail: str, close_reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.close_reason = close_reason or detail
+
+
+class DatabaseBusy(StoreUnavailable):
     """Another connection held the write lock for longer than BUSY_TIMEOUT_SECONDS."""
+
+    def __init__(self) -> None:
+        super().__init__("The database is locked by another program; try again", "Database busy, try again")
 
 
 @dataclasses.dataclass(slots=True)
@@ -207,7 +223,7 @@ class Database:
                     return
                 else:
                     self._busy_since = None  # writes queued after these get a wait of their own
-                    self._fail(run, DatabaseBusy(f"another connection held the write lock for {BUSY_TIMEOUT_SECONDS:g} s"))
+                    self._fail(run, DatabaseBusy())
             except Exception as exc:  # a constraint, a full disk: only this run of rows fails
                 self._fail(run, exc)
             else:

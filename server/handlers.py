@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .clock import utc_now
 from .config import VERSION, config_key
-from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, DatabaseBusy, acceptable_id, db_key, storable
+from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, StoreUnavailable, acceptable_id, db_key, storable
 from .frames import to_json
 from .history import RECENT_PER_ROOM, history_key
 from .hub import hub_key
@@ -63,7 +63,7 @@ async def health(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             counts = await request.app[db_key].counts()
-    except (sqlite3.Error, ValueError, TimeoutError) as exc:
+    except (StoreUnavailable, sqlite3.Error, ValueError, TimeoutError) as exc:
         log.error("Health check: the database does not answer: %s", exc)
         counts, database = {"messages": None, "rooms": None, "users": None}, "unhealthy"
     else:
@@ -267,9 +267,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]  # a 405 must say which methods work (RFC 9110)
         return response
-    except DatabaseBusy as exc:
-        log.warning("%s %s not stored: %s", request.method, request.path, exc)
-        return json_response({"detail": "The database is locked by another program; try again"}, status=503)
+    except StoreUnavailable as exc:
+        log.warning("%s %s not done: %s", request.method, request.path, exc.detail)
+        return json_response({"detail": exc.detail}, status=503)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from . import frames
 from .config import Config, config_key
-from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, DatabaseBusy, acceptable_id, db_key, storable
+from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, StoreUnavailable, acceptable_id, db_key, storable
 from .hub import CLOSE_TIMEOUT, Hub, Peer, ShuttingDown, TooManyConnections, hub_key
 from .limits import TokenBucket
 from .metrics import Metrics, metrics_key
@@ -123,8 +123,8 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
         if user is None:
             user, new_token = await db.create_user(username[:MAX_USERNAME], user_id)
         await db.add_member(room_id, user_id)
-    except DatabaseBusy:
-        raise Refused(TRY_AGAIN_LATER, "Database busy, try again") from None
+    except StoreUnavailable as exc:
+        raise Refused(TRY_AGAIN_LATER, exc.close_reason) from None
     bucket = TokenBucket(config.rate_limit_per_second, config.rate_limit_burst) \
         if config.rate_limit_per_second else None
     peer = Peer(ws, request.transport, room_id, user_id, user["username"], request.remote or "", bucket)
@@ -217,7 +217,7 @@ async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, co
             continue
         try:
             await db.add_message(peer.room_id, peer.user_id, peer.username, content)
-        except sqlite3.Error:
+        except (StoreUnavailable, sqlite3.Error):
             hub.send(peer, frames.error("The message could not be stored; please send it again"))
             continue
         metrics.messages_stored.inc()
