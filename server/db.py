@@ -165,7 +165,14 @@ class Database:
     # Writes -----------------------------------------------------------------
 
     async def create_user(self, username: str, user_id: str | None = None) -> tuple[dict[str, Any], str | None]:
-        """A new user and its token; with `user_id`, the existing user and None if that id was taken first."""
+        """A new user and its token: `(user, token)`.
+
+        With `user_id`, the user is created with that id unless one exists already,
+        even if it was created a moment ago by a concurrent call: then nothing is
+        written and the answer is `(the existing user, None)`. A None token means
+        "you did not create this user": callers must treat the caller like any
+        other client asking to act as an existing user (check its token).
+        """
         token = secrets.token_urlsafe(32)
         user = {"id": user_id or str(uuid.uuid4()), "username": username, "joined_at": utc_now()}
         await self._write(INSERT_USER, (user["id"], username, _hash_token(token), user["joined_at"]))

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .auth import Unauthorized, check_user_token, create_user_or_check, presented_token
 from .clock import utc_now
 from .config import VERSION, config_key
 from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, StoreUnavailable, acceptable_id, db_key, storable
@@ -24,7 +25,7 @@ from .hub import hub_key
 from .metrics import metrics_key
 from .openapi import openapi_document
 from .origins import origin_policy_key
-from .ws import chat_socket, parse_whole_number, presented_token
+from .ws import chat_socket, parse_whole_number
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +188,13 @@ async def join_room(request: web.Request) -> web.Response:
     if user is None and not (config.allow_join_auto_users and len(username) >= MIN_USERNAME
                              and acceptable_id(user_id)):
         raise ApiError(404, "User not found")
-    if user is not None and config.require_tokens and not await db.check_token(user_id, token):
-        raise ApiError(401, "Unauthorized: a valid token for this user is required")
     new_token = None
+    if user is None:
+        user, new_token = await create_user_or_check(db, config.require_tokens, user_id, username, token)
+    else:
+        await check_user_token(db, config.require_tokens, user_id, token)
     if room_name is None:
         room_name = (await db.create_room(f"Room {room_id[:8]}", room_id))["name"]
-    if user is None:
-        user, new_token = await db.create_user(username, user_id)
     await db.add_member(room_id, user_id)
     answer = {"message": f"User {user['username']} joined room {room_name}"}
     if new_token:
@@ -257,6 +258,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return await handler(request)
     except ApiError as exc:
         return json_response({"detail": exc.detail}, status=exc.status)
+    except Unauthorized as exc:
+        return json_response({"detail": exc.detail}, status=401)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from . import frames
+from .auth import Unauthorized, check_user_token, create_user_or_check, presented_token
 from .config import Config, config_key
 from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, StoreUnavailable, acceptable_id, db_key, storable
 from .hub import CLOSE_TIMEOUT, Hub, Peer, ShuttingDown, TooManyConnections, hub_key
@@ -106,23 +107,27 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
     if user is None and not (config.allow_websocket_auto_users and len(username) >= MIN_USERNAME
                              and acceptable_id(user_id)):
         raise Refused(4004, "User not found")
-    if user is not None and config.require_tokens and not await db.check_token(user_id, presented_token(request)):
-        raise Refused(4001, "Unauthorized")
-    # Before anything is created: a socket over the limits must leave no room or user behind.
-    # (enter() checks again, for sockets admitted meanwhile.)
+    token = presented_token(request)
     try:
+        if user is not None:
+            await check_user_token(db, config.require_tokens, user_id, token)
+        # Before anything is created: a socket over the limits must leave no room or user behind.
+        # (enter() checks again, for sockets admitted meanwhile.)
         request.app[hub_key].check_capacity(user_id, request.remote or "")
+        new_token = None
+        # The user first: a socket that loses the race for its id and is refused leaves no room behind.
+        if user is None:
+            user, new_token = await create_user_or_check(db, config.require_tokens, user_id,
+                                                         username[:MAX_USERNAME], token)
+        if room_name is None:
+            await db.create_room(f"Room {room_id[:8]}", room_id)
+        await db.add_member(room_id, user_id)
+    except Unauthorized:
+        raise Refused(4001, "Unauthorized") from None
     except TooManyConnections:
         raise Refused(1008, "Too many connections") from None
     except ShuttingDown:
         raise Refused(1001, "Server shutting down") from None
-    new_token = None
-    try:
-        if room_name is None:
-            await db.create_room(f"Room {room_id[:8]}", room_id)
-        if user is None:
-            user, new_token = await db.create_user(username[:MAX_USERNAME], user_id)
-        await db.add_member(room_id, user_id)
     except StoreUnavailable as exc:
         raise Refused(TRY_AGAIN_LATER, exc.close_reason) from None
     bucket = TokenBucket(config.rate_limit_per_second, config.rate_limit_burst) \
@@ -261,12 +266,4 @@ def parse_whole_number(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()):
         return None
     return MAX_SEQ if len(text) > len(str(MAX_SEQ)) else min(int(text), MAX_SEQ)
-
-
-def presented_token(request: web.Request) -> str | None:
-    """The token a request carries: `?token=` or `Authorization: Bearer`."""
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        return credentials.strip()
-    return request.query.get("token") or None
 

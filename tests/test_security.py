@@ -9,6 +9,7 @@ import asyncio
 import http.client
 import json
 import logging
+from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -193,6 +194,55 @@ async def test_tokens_are_never_listed_or_logged(make_client, caplog):
     server_lines = "\n".join(record.getMessage() for record in caplog.records if record.name != "aiohttp.access")
     assert "Unauthorized" in server_lines
     assert not any(token in server_lines for token in tokens)
+
+
+# -- a creation that loses the race ------------------------------------------------------
+
+RACE_ROUNDS = 200
+
+
+async def race_join_against_socket(client, room_id: str, user_id: str, socket_first: bool) -> str | None:
+    """A victim joins with a new user id while an attacker opens a socket for that id with no token.
+
+    Whoever creates the user gets its token and the other must be refused; the
+    answer says what went wrong, or None.
+    """
+    async def victim() -> tuple[int, dict]:
+        resp = await client.post(f"/rooms/{room_id}/join", json={"user_id": user_id, "username": "victim"})
+        return resp.status, await resp.json()
+
+    async def attacker() -> tuple[Any, Any]:
+        try:
+            ws = await client.ws_connect(f"/ws/{room_id}/{user_id}", params={"username": "mallory"})
+        except aiohttp.WSServerHandshakeError as refused:
+            return None, refused.status
+        first = await ws.receive(timeout=TIMEOUT)
+        return ws, first.data if first.type is WSMsgType.CLOSE else json.loads(first.data)["type"]
+
+    if socket_first:
+        (ws, first), (status, answer) = await asyncio.gather(attacker(), victim())
+    else:
+        (status, answer), (ws, first) = await asyncio.gather(victim(), attacker())
+    try:
+        if status == 200 and "token" in answer:  # the victim created the user
+            return None if first in (4001, 401) else f"the attacker's socket was let in: {first}"
+        if status == 401:  # the socket created it first: that id is the attacker's own, with its token
+            second = await receive(ws)
+            return None if (first, second["type"]) == ("user_joined", "token") else f"{first}, {second}"
+        return f"the victim's join answered {status} {answer}, although the socket created the user"
+    finally:
+        if ws is not None:
+            await ws.close()
+
+
+async def test_a_creation_that_loses_the_race_is_checked_like_an_existing_user(make_client):
+    client = await make_client(environment="production", require_tokens=True)
+    room = await create_room(client)
+
+    failures = [failure for n in range(RACE_ROUNDS)
+                if (failure := await race_join_against_socket(client, room["id"], f"victim-{n}", n % 2 == 1))]
+
+    assert failures == [], f"{len(failures)} of {RACE_ROUNDS}: {failures[:3]}"
 
 
 # -- origins ------------------------------------------------------------------------------
