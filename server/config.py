@@ -14,6 +14,11 @@ from aiohttp import web
 VERSION = "1.0.0"
 ENVIRONMENTS = ("development", "production")
 ANY_ORIGIN = "*"
+NO_TOKEN_DECISION = (
+    "ENVIRONMENT=production needs REQUIRE_TOKENS set: true (recommended: a user's socket and join "
+    "must carry its token) or false (only for old clients that send no token: anyone who knows a "
+    "user id can then post as that user)"
+)
 
 
 class ConfigError(ValueError):
@@ -29,7 +34,8 @@ class Config:
     allow_websocket_auto_users: bool | None = None
     allow_join_auto_rooms: bool | None = None
     allow_join_auto_users: bool | None = None
-    require_tokens: bool = False
+    # None: not set. Production refuses to start without a decision (see __post_init__).
+    require_tokens: bool | None = None
     cors_origins: tuple[str, ...] | None = None
     cors_origin_regex: str | None = None
     cors_allow_credentials: bool = True
@@ -56,6 +62,10 @@ class Config:
                      "allow_join_auto_rooms", "allow_join_auto_users"):
             if getattr(self, flag) is None:
                 object.__setattr__(self, flag, production)
+        if self.require_tokens is None:
+            if production:
+                raise ConfigError(NO_TOKEN_DECISION)
+            object.__setattr__(self, "require_tokens", False)
         if self.cors_origins is None:
             object.__setattr__(self, "cors_origins", () if production else (ANY_ORIGIN,))
         if self.cors_origin_regex:

@@ -20,15 +20,25 @@ def test_development_defaults():
 
 
 def test_production_turns_auto_creation_on_and_cors_off():
-    config = Config.from_env({"ENVIRONMENT": "production"}, dotenv=None)
+    config = Config.from_env({"ENVIRONMENT": "production", "REQUIRE_TOKENS": "true"}, dotenv=None)
     assert all([config.allow_websocket_auto_rooms, config.allow_websocket_auto_users,
                 config.allow_join_auto_rooms, config.allow_join_auto_users])
     assert config.cors_origins == ()
-    assert config.require_tokens is False
+    assert config.require_tokens is True
+
+
+def test_production_needs_a_decision_about_tokens():
+    with pytest.raises(ConfigError) as refused:
+        Config.from_env({"ENVIRONMENT": "production"}, dotenv=None)
+    assert str(refused.value).startswith("ENVIRONMENT=production needs REQUIRE_TOKENS set: true (recommended")
+    assert "or false (only for old clients that send no token" in str(refused.value)
+    # Either answer is a decision; old clients keep working with the second.
+    assert Config.from_env({"ENVIRONMENT": "production", "REQUIRE_TOKENS": "false"}, dotenv=None).require_tokens is False
+    assert Config(environment="production", require_tokens=True).require_tokens is True
 
 
 def test_a_flag_overrides_the_environment_default():
-    config = Config.from_env({"ENVIRONMENT": "production", "ALLOW_WEBSOCKET_AUTO_ROOMS": "false",
+    config = Config.from_env({"ENVIRONMENT": "production", "REQUIRE_TOKENS": "false", "ALLOW_WEBSOCKET_AUTO_ROOMS": "false",
                               "CORS_ORIGINS": "https://a.example, https://b.example/"}, dotenv=None)
     assert config.allow_websocket_auto_rooms is False and config.allow_join_auto_rooms is True
     assert config.cors_origins == ("https://a.example", "https://b.example")

@@ -184,7 +184,7 @@ async def test_smoke_passes_through_nginx_over_https_and_wss(
 ) -> None:
     # Production defaults: CORS closed to other origins, so the same-host
     # Origin below only passes if nginx hands the server the browser's Host.
-    server = start_server(ENVIRONMENT="production")
+    server = start_server(ENVIRONMENT="production", REQUIRE_TOKENS="false")
     proxy = start_nginx(server)
     page_origin = proxy.https_url
 
@@ -285,7 +285,7 @@ async def test_doctor_names_nginx_when_the_upgrade_lines_are_missing(
 async def test_doctor_explains_a_proxy_that_hides_the_browsers_host(
     start_server: StartServer, start_nginx: StartNginx,
 ) -> None:
-    proxy = start_nginx(start_server(ENVIRONMENT="production"), drop_host=True)
+    proxy = start_nginx(start_server(ENVIRONMENT="production", REQUIRE_TOKENS="false"), drop_host=True)
 
     run = await run_tool(DOCTOR, proxy.https_url, "--origin", proxy.https_url, env=trusting(proxy))
 
@@ -370,3 +370,24 @@ def test_unit_runs_unprivileged_keeps_state_and_stops_gracefully() -> None:
     assert unit_setting("Restart") == "on-failure"
     assert unit_setting("KillSignal") == "SIGTERM"
     assert unit_setting("KillMode") == "mixed"
+
+
+def readme_chat_env() -> dict[str, str]:
+    """The settings the README's install steps write to /etc/chat/chat.env."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("cat >> /etc/chat/chat.env <<'EOF'\n", 1)[1].split("EOF", 1)[0]
+    lines = (line.split("#", 1)[0].strip() for line in block.splitlines())
+    return dict(line.split("=", 1) for line in lines if line)
+
+
+def test_the_units_settings_with_the_readmes_chat_env_start_a_server(start_server: StartServer) -> None:
+    unit_env = dict(line.removeprefix("Environment=").split("=", 1) for line in UNIT.read_text().splitlines()
+                    if line.startswith("Environment=") and "%" not in line)
+    assert unit_env["ENVIRONMENT"] == "production" and "REQUIRE_TOKENS" not in unit_env
+    env = {**unit_env, **readme_chat_env()}
+    del env["HOST"], env["PORT"]  # the test server's own (run.py's flags win anyway)
+
+    server = start_server(**env)  # production refuses to start unless REQUIRE_TOKENS is decided
+
+    assert server.get_json("/_debug")["require_tokens"] is True
+

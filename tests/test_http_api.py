@@ -38,7 +38,7 @@ async def test_health_reports_services_and_stats(client):
 
 
 async def test_debug_shows_effective_flags_and_no_secret(make_client):
-    client = await make_client(environment="production", allow_join_auto_users=False)
+    client = await make_client(environment="production", require_tokens=False, allow_join_auto_users=False)
     resp = await client.get("/_debug")
     body = await resp.json()
     assert body == {"environment": "production", "auto_create_on_ws": True, "auto_user_on_ws": True,
@@ -150,7 +150,7 @@ async def test_join_refusals_in_development(client):
 
 
 async def test_join_auto_creates_in_production(make_client):
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     resp = await client.post("/rooms/abcdef123456/join", json={"user_id": "u-1", "username": " carol "})
     body = await resp.json()
     assert resp.status == 200
@@ -164,7 +164,7 @@ async def test_join_auto_creates_in_production(make_client):
 
 
 async def test_join_auto_user_needs_a_username(make_client):
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     room = await create_room(client)
     resp = await client.post(f"/rooms/{room['id']}/join", json={"user_id": "u-2", "username": "x"})
     await assert_error(resp, 404, "User not found")

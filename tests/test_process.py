@@ -45,6 +45,18 @@ def test_a_bad_setting_stops_start_up_with_one_line_naming_it(tmp_path, variable
     assert not (tmp_path / "chat.db").exists()  # it stopped before touching anything
 
 
+def test_production_without_a_decision_about_tokens_does_not_start(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "REQUIRE_TOKENS"}
+    result = subprocess.run([sys.executable, "run.py", "--db", str(tmp_path / "chat.db")], cwd=REPO_ROOT,
+                            env={**env, "ENVIRONMENT": "production", "PORT": str(free_port())},
+                            capture_output=True, text=True, timeout=20)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2  # the unit's RestartPreventExitStatus: retrying cannot fix it
+    assert len(lines) == 1, lines
+    assert "REQUIRE_TOKENS" in lines[0] and "true (recommended" in lines[0] and "false (only for old clients" in lines[0]
+    assert not (tmp_path / "chat.db").exists()
+
+
 def test_a_database_that_cannot_be_opened_is_named_in_one_error_line(tmp_path):
     missing = tmp_path / "no such folder" / "chat.db"
     result = run_py("--db", str(missing), PORT=str(free_port()))

@@ -285,7 +285,7 @@ async def test_allowed_origins_and_the_servers_own_page_may_open_sockets(strict_
 
 
 async def test_production_without_cors_origins_refuses_every_foreign_page(make_client):
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     ws = await client.ws_connect("/ws/lobby/u-1", params={"username": "alice"}, origin=GOOD_ORIGIN)
     await assert_refused_first(ws, 4003, "Origin not allowed")
     assert (await client.get("/rooms/lobby")).status == 404  # the refused socket created nothing
@@ -393,7 +393,7 @@ async def test_a_flood_of_invalid_frames_is_rate_limited_too(make_client, junk):
 
 
 async def test_a_socket_refused_for_the_connection_limit_creates_nothing(make_client):
-    client = await make_client(environment="production", max_connections_per_address=1)
+    client = await make_client(environment="production", require_tokens=False, max_connections_per_address=1)
     first = await client.ws_connect("/ws/lobby/u-1", params={"username": "alice"})
     assert (await receive(first))["type"] == "user_joined"
     for n in range(3):
@@ -407,7 +407,7 @@ async def test_a_socket_refused_for_the_connection_limit_creates_nothing(make_cl
 @pytest.mark.parametrize("bad_id", ["r" * 101, "evil%0AINFO%20server.ws:%20User%20admin%20connected", "tab%09id"],
                          ids=["too long", "a forged log line", "a tab"])
 async def test_auto_creation_refuses_ids_the_api_would_not_make(make_client, caplog, bad_id):
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     ws = await client.ws_connect(f"/ws/{bad_id}/u-1", params={"username": "alice"})
     await assert_refused_first(ws, 4004, "Room not found")
     ws = await client.ws_connect(f"/ws/lobby/{bad_id}", params={"username": "alice"})

@@ -71,7 +71,7 @@ async def test_unknown_room_or_user_is_closed_with_4004(client, which, reason, c
 
 
 async def test_socket_auto_creates_room_and_user_in_production(make_client):
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     ws = await client.ws_connect("/ws/0123456789abcdef/user-7", params={"username": " dora "})
     joined = await receive(ws)
     assert joined["type"] == "user_joined" and joined["username"] == "dora"
@@ -83,7 +83,7 @@ async def test_socket_auto_creates_room_and_user_in_production(make_client):
 
 
 async def test_socket_auto_user_needs_two_characters(make_client):
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     room = await create_room(client)
     ws = await client.ws_connect(f"/ws/{room['id']}/user-8", params={"username": "x"})
     assert await receive_close(ws) == (4004, "User not found")

@@ -342,8 +342,21 @@ async def test_doctor_production_checklist_fails_a_development_setup(server: Ser
     assert run.line("FAIL production: environment:") == "FAIL production: environment: ENVIRONMENT=development"
     assert run.line("FAIL production: CORS origins:") == (
         "FAIL production: CORS origins: any origin is allowed (even https://doctor-probe.invalid)")
-    assert run.line("WARN production: tokens:").startswith("WARN production: tokens: REQUIRE_TOKENS=false")
-    assert run.lines[-1] == "2 problems found (see FAIL above)"
+    assert run.line("FAIL production: tokens:").startswith("FAIL production: tokens: REQUIRE_TOKENS=false")
+    assert run.lines[-1] == "3 problems found (see FAIL above)"
+
+
+async def test_doctor_production_checklist_fails_a_server_without_tokens(start_server: StartServer) -> None:
+    server = start_server(ENVIRONMENT="production", CORS_ORIGINS="https://app.example.com",
+                          REQUIRE_TOKENS="false")
+
+    run = await run_tool(DOCTOR, server.url, "--production", "--origin", "https://app.example.com")
+
+    assert run.status == 1
+    assert run.line("FAIL production: tokens:") == (
+        "FAIL production: tokens: REQUIRE_TOKENS=false: user ids are public (GET /users), "
+        "and anyone who knows one can speak as that user")
+    assert run.lines[-1] == "1 problem found (see FAIL above)"
 
 
 async def test_doctor_json_when_nothing_listens() -> None:

@@ -333,8 +333,10 @@ class Doctor:
             return Check(name, "skip", "not reported by /_debug; check REQUIRE_TOKENS yourself")
         if required:
             return Check(name, "pass", "REQUIRE_TOKENS=true")
-        return Check(name, "warn", "REQUIRE_TOKENS=false: anyone who knows a user id can speak as that user", [
-            "turn REQUIRE_TOKENS on once every client sends the token from POST /users",
+        return Check(name, "fail", "REQUIRE_TOKENS=false: user ids are public (GET /users), and anyone "
+                     "who knows one can speak as that user", [
+            "set REQUIRE_TOKENS=true (in /etc/chat/chat.env for the systemd unit) once every client sends "
+            "the token from POST /users (the chat page does); false only keeps old clients that send none working",
         ])
 
     async def production_cors(self) -> Check:
