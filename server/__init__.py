@@ -20,6 +20,7 @@ from .history import RecentHistory, history_key
 from .hub import Hub, hub_key
 from .metrics import Metrics, metrics_key
 from .origins import OriginPolicy, origin_policy_key
+from .postgres import PostgresStore
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -50,8 +51,15 @@ async def start_heartbeat(app: web.Application) -> None:
     app[hub_key].start_heartbeat()
 
 
+async def open_store(config: Config) -> Database | PostgresStore:
+    """PostgreSQL when DATABASE_URL is set (shared by any number of processes), else the SQLite file."""
+    if config.database_url:
+        return await PostgresStore.open(config.database_url, notifications=config.database_notifications)
+    return await Database.open(config.db_path)
+
+
 async def database(app: web.Application) -> AsyncIterator[None]:
-    app[db_key] = db = await Database.open(app[config_key].db_path)
+    app[db_key] = db = await open_store(app[config_key])
     app[history_key] = history = RecentHistory(db)
     hub = app[hub_key]
 
@@ -65,6 +73,7 @@ async def database(app: web.Application) -> AsyncIterator[None]:
         hub.flush_all()  # now, not after the next round of socket reads: these frames are what is waited for
 
     db.on_messages_committed = messages_committed
+    db.on_room_event = hub.publish  # join and leave notices of sockets on other processes
     yield
     await app[db_key].close()
 

@@ -6,12 +6,16 @@ import dataclasses
 import logging
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 VERSION = "1.0.0"
+# Which process this is, in /health and the shared store's process table: several may serve one site.
+PROCESS_NAME = f"{socket.gethostname()}:{os.getpid()}"
 ENVIRONMENTS = ("development", "production")
 ANY_ORIGIN = "*"
 NO_TOKEN_DECISION = (
@@ -42,6 +46,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     db_path: Path = Path("chat.db")
+    database_url: str | None = None
+    database_notifications: bool = True
     log_level: str = "INFO"
     max_message_length: int = 4000
     max_frame_bytes: int = 65536
@@ -78,6 +84,8 @@ class Config:
         if not 0 < self.port < 65536:
             raise ConfigError(f"PORT={self.port}: expected a port number from 1 to 65535")
         object.__setattr__(self, "db_path", Path(self.db_path))
+        if self.database_url and urlsplit(self.database_url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"DATABASE_URL={redact(self.database_url)}: expected postgresql://user:password@host:port/database")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"),
@@ -134,6 +142,8 @@ SETTINGS = (
     Setting("HOST", "host", "text"),
     Setting("PORT", "port", "int"),
     Setting("DATABASE_PATH", "db_path", "text"),
+    Setting("DATABASE_URL", "database_url", "text"),
+    Setting("DATABASE_NOTIFICATIONS", "database_notifications", "bool"),
     Setting("LOG_LEVEL", "log_level", "text"),
     Setting("MAX_MESSAGE_LENGTH", "max_message_length", "int"),
     Setting("MAX_FRAME_BYTES", "max_frame_bytes", "int"),
@@ -164,6 +174,14 @@ def read_dotenv(path: Path) -> dict[str, str]:
             value = value[1:-1]
         values[key.strip()] = value
     return values
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 config_key = web.AppKey("chat.config", Config)

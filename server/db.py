@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import hmac
 import itertools
 import logging
+import os
 import re
 import secrets
 import sqlite3
@@ -79,6 +81,10 @@ class StoreUnavailable(Exception):
         self.close_reason = close_reason or detail
 
 
+class DatabaseInUse(RuntimeError):
+    """Another server process has the SQLite file open: one file serves one process."""
+
+
 class DatabaseBusy(StoreUnavailable):
     """Another connection held the write lock for longer than BUSY_TIMEOUT_SECONDS."""
 
@@ -97,8 +103,11 @@ class _Write:
 class Database:
     """The chat's store: writes committed in groups on the event loop's thread; reads and checkpoints on aiosqlite's."""
 
+    kind = "sqlite"
+
     def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection,
-                 checkpointer: aiosqlite.Connection) -> None:
+                 checkpointer: aiosqlite.Connection, owner: int) -> None:
+        self._owner = owner
         self._writer = writer
         self._reader = reader
         self._checkpointer = checkpointer
@@ -112,11 +121,18 @@ class Database:
         self._checkpoint_task = asyncio.create_task(self._checkpoint_regularly(), name="db-checkpoint")
         # Told of the messages of each commit, in seq order, right after it (see server/__init__.py).
         self.on_messages_committed: Callable[[list[dict[str, Any]]], None] | None = None
+        # Told of join and leave notices from other processes' sockets: never, there are none.
+        self.on_room_event: Callable[[str, bytes], None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
         """Connect to (and create) the database file and apply pending migrations."""
         writer = _connect_writer(path)
+        try:
+            owner = _own(path)
+        except BaseException:
+            writer.close()
+            raise
         try:
             migrate(writer)
             writer.execute("PRAGMA busy_timeout = 0")  # from now on, see _commit_queue
@@ -124,8 +140,9 @@ class Database:
             checkpointer = await _connect(path)
         except BaseException:
             writer.close()
+            os.close(owner)
             raise
-        return cls(writer, reader, checkpointer)
+        return cls(writer, reader, checkpointer, owner)
 
     async def close(self) -> None:
         """Commit what is queued, then close the connections (the last one checkpoints the WAL)."""
@@ -136,6 +153,7 @@ class Database:
         await self._checkpointer.close()
         await self._reader.close()
         self._writer.close()
+        os.close(self._owner)
 
     async def _checkpoint_regularly(self) -> None:
         """Copy committed pages from the WAL into the database file, beside the writer.
@@ -175,7 +193,7 @@ class Database:
         """
         token = secrets.token_urlsafe(32)
         user = {"id": user_id or str(uuid.uuid4()), "username": username, "joined_at": utc_now()}
-        await self._write(INSERT_USER, (user["id"], username, _hash_token(token), user["joined_at"]))
+        await self._write(INSERT_USER, (user["id"], username, hash_token(token), user["joined_at"]))
         if user_id is not None and not await self.check_token(user_id, token):
             return await self.get_user(user_id), None  # another request created this id a moment earlier
         return user, token
@@ -282,6 +300,29 @@ class Database:
         message["seq"] = self._last_seq[room_id] = last + 1
         return (room_id, message["seq"], message["id"], message["user_id"], message["content"], message["timestamp"])
 
+    # One process holds every socket and hears every commit ---------------------
+    # A store shared by several processes (server/postgres.py) does work here; this one has none to do.
+
+    async def follow(self, room_id: str) -> None:
+        """Deliver the room's messages from now on: every commit is announced here already."""
+
+    def unfollow(self, room_id: str) -> None:
+        """No longer needed by a follower: nothing to stop."""
+
+    def socket_opened(self, room_id: str, user_id: str, username: str, joined_frame: bytes) -> None:
+        """A socket joined the room: the hub has told everyone, there is no other process."""
+
+    def socket_closed(self, room_id: str, user_id: str, username: str, left_frame: bytes) -> None:
+        """A socket left the room: the hub has told everyone, there is no other process."""
+
+    async def presence(self, room_id: str, here: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Who is connected to the room: those here, as no other process shares this file."""
+        return here
+
+    async def socket_counts(self, here: dict[str, int]) -> dict[str, int]:
+        """Rooms with a socket, users with one, and sockets: those here."""
+        return here
+
     # Reads ------------------------------------------------------------------
 
     async def get_user(self, user_id: str) -> dict[str, Any] | None:
@@ -300,7 +341,7 @@ class Database:
         if not token or not storable(token):  # a header with bytes that are not UTF-8 is no token
             return False
         rows = await self._reader.execute_fetchall("SELECT token_hash FROM users WHERE id = ?", (user_id,))
-        return bool(rows) and hmac.compare_digest(rows[0][0], _hash_token(token))
+        return bool(rows) and hmac.compare_digest(rows[0][0], hash_token(token))
 
     async def room_name(self, room_id: str) -> str | None:
         rows = await self._reader.execute_fetchall("SELECT name FROM rooms WHERE id = ?", (room_id,))
@@ -388,9 +429,23 @@ def _message(row: Any) -> dict[str, Any]:
             "content": row[5], "timestamp": row[6]}
 
 
-def _hash_token(token: str) -> str:
+def hash_token(token: str) -> str:
     # Tokens are 256 random bits, so a plain hash is enough; a slow password hash would add nothing.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _own(path: Path) -> int:
+    """Take the file for this process alone: the writer numbers each room's messages from its own
+    memory, so a second server on the same file would give out the same seqs. The lock (flock) is
+    not one of SQLite's (fcntl), so the sqlite3 shell and backups still open the file as usual."""
+    owner = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(owner)
+        raise DatabaseInUse(f"another server process is using {path}: one SQLite file serves one process; "
+                            "to run several, use PostgreSQL (DATABASE_URL)") from None
+    return owner
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
@@ -423,10 +478,10 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-def migration_files() -> list[tuple[int, Path]]:
-    """The numbered `.sql` files of migrations/, in order."""
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
+    """The numbered `.sql` files of a migrations folder, in order."""
     files = []
-    for path in MIGRATIONS_DIR.iterdir():
+    for path in directory.iterdir():
         match = MIGRATION_NAME.match(path.name)
         if match:
             files.append((int(match.group(1)), path))

@@ -43,6 +43,17 @@ def _typed(item: str) -> bytes:
     return ('{"type":"message",' + item[1:]).encode()
 
 
+def payload_of(frame: bytes) -> bytes:
+    """The JSON of a text frame built here, without its WebSocket header."""
+    size = frame[1] & 0x7F
+    return frame[2 if size < 126 else 4 if size == 126 else 10:]
+
+
+def text_frame_of(payload: bytes) -> bytes:
+    """A text frame holding JSON that is already encoded (the inverse of payload_of)."""
+    return _frame(payload)
+
+
 def _frame(data: bytes) -> bytes:
     size = len(data)
     if size < 126:

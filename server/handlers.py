@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .auth import Unauthorized, check_user_token, create_user_or_check, presented_token
 from .clock import utc_now
-from .config import VERSION, config_key
+from .config import PROCESS_NAME, VERSION, config_key
 from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, StoreUnavailable, acceptable_id, db_key, storable
 from .frames import to_json
 from .history import RECENT_PER_ROOM, history_key
@@ -60,11 +60,13 @@ async def index(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    hub = request.app[hub_key]
+    hub, db = request.app[hub_key], request.app[db_key]
+    sockets = hub.socket_counts()
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
-            counts = await request.app[db_key].counts()
-    except (StoreUnavailable, sqlite3.Error, ValueError, TimeoutError) as exc:
+            counts = await db.counts()
+            sockets = await db.socket_counts(sockets)
+    except (sqlite3.Error, StoreUnavailable, ValueError, TimeoutError) as exc:
         log.error("Health check: the database does not answer: %s", exc)
         counts, database = {"messages": None, "rooms": None, "users": None}, "unhealthy"
     else:
@@ -75,9 +77,10 @@ async def health(request: web.Request) -> web.Response:
         "version": VERSION,
         "environment": request.app[config_key].environment,
         "services": {"api": "healthy", "websocket": "healthy", "database": database},
-        "stats": {"active_rooms": len(hub.rooms), "active_users": len(hub.per_user),
-                  "total_messages": counts["messages"], "connections": hub.connections,
+        "stats": {**sockets, "total_messages": counts["messages"],
                   "rooms": counts["rooms"], "users": counts["users"]},
+        "store": db.kind,
+        "process": PROCESS_NAME,
     }
     return json_response(body, status=200 if database == "healthy" else 503)
 
@@ -172,7 +175,8 @@ async def room_messages(request: web.Request) -> web.Response:
 async def room_presence(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     await require_room(request, room_id)
-    return json_response(request.app[hub_key].presence(room_id))
+    here = request.app[hub_key].presence(room_id)
+    return json_response(await request.app[db_key].presence(room_id, here))
 
 
 async def join_room(request: web.Request) -> web.Response:

@@ -57,7 +57,14 @@ class RecentHistory:
         if first:
             self.loading[room_id] = []
         try:
-            stored = await self.db.messages(room_id, RECENT_PER_ROOM)
+            if first:  # told of the room's messages from here on (by a store that processes share, too)
+                await self.db.follow(room_id)
+            try:
+                stored = await self.db.messages(room_id, RECENT_PER_ROOM)
+            except BaseException:
+                if first:
+                    self.db.unfollow(room_id)
+                raise
         finally:
             arrived = self.loading.pop(room_id) if first else []
         last = stored[-1]["seq"] if stored else 0
@@ -66,7 +73,8 @@ class RecentHistory:
         if first:
             self.rooms[room_id] = room
             if len(self.rooms) > RECENT_ROOMS:
-                self.rooms.popitem(last=False)
+                evicted, _ = self.rooms.popitem(last=False)
+                self.db.unfollow(evicted)
         return room
 
 

@@ -243,6 +243,10 @@ class Hub:
         if self._closers:
             await asyncio.wait(self._closers)
 
+    def socket_counts(self) -> dict[str, int]:
+        """Rooms with a socket here, users with one, and sockets."""
+        return {"active_rooms": len(self.rooms), "active_users": len(self.per_user), "connections": self.connections}
+
     def presence(self, room_id: str) -> list[dict[str, Any]]:
         """Who has a socket in the room now, with how many."""
         users: dict[str, dict[str, Any]] = {}

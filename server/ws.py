@@ -72,7 +72,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     try:
         peer, token = await admit(request, ws, config, room_id, user_id)
         replay_from = parse_since(request.query.get("since"))
-        join(request, peer, hold=replay_from is not None)
+        await join(request, peer, hold=replay_from is not None)
         # No coroutine of its own for the session: each awaiting frame is memory per idle socket.
         try:
             await catch_up(request, ws, config, peer, token, replay_from)
@@ -136,17 +136,24 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
     return peer, new_token
 
 
-def join(request: web.Request, peer: Peer, hold: bool) -> None:
+async def join(request: web.Request, peer: Peer, hold: bool) -> None:
     """Enter the room's hub and announce it (a reconnecting socket holds live frames until it has caught up)."""
-    hub = request.app[hub_key]
+    hub, db = request.app[hub_key], request.app[db_key]
+    try:
+        await db.follow(peer.room_id)  # from now on the room's messages, wherever stored, are published here
+    except StoreUnavailable as exc:
+        raise Refused(TRY_AGAIN_LATER, exc.close_reason) from None
     if hold:
         hub.hold(peer)
+    joined = frames.user_joined(peer.user_id, peer.username)
     try:
-        hub.enter(peer, frames.user_joined(peer.user_id, peer.username))
-    except TooManyConnections:
+        hub.enter(peer, joined)
+    except (TooManyConnections, ShuttingDown) as refusal:
+        db.unfollow(peer.room_id)
+        if isinstance(refusal, ShuttingDown):
+            raise Refused(1001, "Server shutting down") from None
         raise Refused(1008, "Too many connections") from None
-    except ShuttingDown:
-        raise Refused(1001, "Server shutting down") from None
+    db.socket_opened(peer.room_id, peer.user_id, peer.username, joined)
     log.info("User %s connected to room %s", peer.user_id, peer.room_id)
 
 
@@ -165,9 +172,12 @@ async def catch_up(request: web.Request, ws: web.WebSocketResponse, config: Conf
 
 def leave(request: web.Request, ws: web.WebSocketResponse, peer: Peer) -> None:
     """Leave the room, tell the others, and log how the socket closed."""
-    hub = request.app[hub_key]
+    hub, db = request.app[hub_key], request.app[db_key]
     hub.leave(peer)
-    hub.publish(peer.room_id, frames.user_left(peer.user_id, peer.username))
+    left = frames.user_left(peer.user_id, peer.username)
+    hub.publish(peer.room_id, left)
+    db.socket_closed(peer.room_id, peer.user_id, peer.username, left)
+    db.unfollow(peer.room_id)
     code = peer.close_code or ws.close_code
     request.app[metrics_key].socket_closes.labels(str(code)).inc()
     log.info("User %s disconnected from room %s with code %s", peer.user_id, peer.room_id, code)

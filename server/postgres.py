@@ -1,0 +1,487 @@
+"""The PostgreSQL store: the methods of server/db.py's Database, shared by any number of server processes.
+
+Every process reads and writes one PostgreSQL database (through asyncpg). A
+message takes its seq by updating its room's row in the statement that stores
+it, so writers to one room, on any process, commit in seq order and without
+gaps. The messages table is the log: each process reads the new messages of
+the rooms it follows (those with a socket or a cached page here) by room and
+seq. LISTEN/NOTIFY only wakes processes early; a poll every POLL_SECONDS
+catches up whatever a notification missed (a listener that was reconnecting,
+notifications turned off), so delivery never depends on them.
+
+The same goes for the other processes' sockets: join and leave notices travel
+as notifications (at most once, like the page's own view of them), and who is
+connected is a table each process keeps its share of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+
+from . import frames
+from .clock import utc_now
+from .config import PROCESS_NAME, redact
+from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, migration_files, storable
+
+log = logging.getLogger(__name__)
+
+MESSAGES_CHANNEL = "chat_messages"  # payload "SEQ ROOM_ID": a room has a new message
+EVENTS_CHANNEL = "chat_events"      # payload JSON: a join or leave notice for a room's sockets elsewhere
+POLL_SECONDS = 1.0                  # how often followed rooms are checked for messages no notification announced
+HEARTBEAT_SECONDS = 5.0             # how often a process says it is alive
+PROCESS_TIMEOUT_SECONDS = 15.0      # a process silent this long is out of presence and /health
+RECONNECT_SECONDS = (0.1, 5.0)      # the listener's backoff after losing its connection: first, longest
+READ_PAGE = 500
+MIGRATION_LOCK = 7_413_917_321      # the advisory lock that lets one process migrate at a time
+CONNECT_TIMEOUT_SECONDS = 5.0
+UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+               asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, TimeoutError)
+UNREACHABLE_DETAIL = "The database cannot be reached right now; try again"
+
+SELECT_MESSAGES = """
+    SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
+    FROM messages m JOIN users u ON u.id = m.user_id
+    WHERE m.room_id = $1 {where} ORDER BY m.seq {order} LIMIT ${limit}
+"""
+# One statement, one round trip: the room's next seq, the row, and the wake-up for other processes.
+INSERT_MESSAGE = f"""
+    WITH numbered AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq),
+         stored AS (INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
+                    SELECT $1, last_seq, $2, $3, $4, $5 FROM numbered RETURNING seq)
+    SELECT seq, pg_notify('{MESSAGES_CHANNEL}', seq || ' ' || $1) FROM stored
+"""
+ALIVE = f"last_seen > now() - interval '{PROCESS_TIMEOUT_SECONDS:g} seconds'"
+
+
+class PostgresStore:
+    """The chat's store on PostgreSQL; see the module's docstring."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str, pool: asyncpg.Pool, notifications: bool) -> None:
+        self._url = url
+        self._pool = pool
+        self._notifications = notifications
+        self.process_id = str(uuid.uuid4())
+        # Rooms followed here, with how many followers (sockets, the history cache), and the last seq delivered.
+        self._followers: Counter[str] = Counter()
+        self._delivered: dict[str, int] = {}
+        self._reading: dict[str, asyncio.Task[None]] = {}
+        self._read_again: set[str] = set()
+        # This process's sockets per (room, user), as written to the presence table.
+        self._here: Counter[tuple[str, str]] = Counter()
+        self._names: dict[tuple[str, str], str] = {}
+        self._events: asyncio.Queue[tuple[str, str, str, int, bytes]] = asyncio.Queue()
+        self._presence_stale = True  # the table may not match _here: rewrite it at the next heartbeat
+        self._reachable = True
+        self._tasks: list[asyncio.Task[None]] = []
+        # Told of the messages of followed rooms, in seq order, each once (see server/__init__.py).
+        self.on_messages_committed: Callable[[list[dict[str, Any]]], None] | None = None
+        # Told of a join or leave notice from a socket on another process: (room_id, frame).
+        self.on_room_event: Callable[[str, bytes], None] | None = None
+
+    @classmethod
+    async def open(cls, url: str, notifications: bool = True) -> PostgresStore:
+        """Connect, apply pending migrations (one process at a time), and start following."""
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+            raise StoreUnavailable(f"cannot reach the database {redact(url)}: {exc}") from None
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        store = cls(url, pool, notifications)
+        await store._heartbeat()
+        store._tasks = [asyncio.create_task(coro, name=name) for name, coro in (
+            ("pg-listen", store._listen()), ("pg-poll", store._poll()),
+            ("pg-heartbeat", store._heartbeat_regularly()), ("pg-events", store._write_events()))]
+        return store
+
+    async def close(self) -> None:
+        """Stop following, leave presence, and close the connections."""
+        for task in (*self._tasks, *self._reading.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._reading.values(), return_exceptions=True)
+        with contextlib.suppress(*UNREACHABLE, asyncpg.PostgresError):
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await self._pool.execute("DELETE FROM processes WHERE id = $1", self.process_id)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await self._pool.close()
+        except TimeoutError:
+            self._pool.terminate()
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; a database that cannot be reached becomes StoreUnavailable."""
+        try:
+            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+                yield conn
+        except UNREACHABLE as exc:
+            self._note_reachable(False, exc)
+            raise StoreUnavailable(UNREACHABLE_DETAIL) from exc
+        self._note_reachable(True)
+
+    def _note_reachable(self, reachable: bool, exc: BaseException | None = None) -> None:
+        """Log when the database goes away and when it is back, not at every failed query."""
+        if reachable != self._reachable:
+            self._reachable = reachable
+            if reachable:
+                log.warning("The database answers again")
+            else:
+                log.error("The database cannot be reached: %s", exc or "no answer")
+
+    # Writes -----------------------------------------------------------------
+
+    async def create_user(self, username: str, user_id: str | None = None) -> tuple[dict[str, Any], str | None]:
+        """A new user and its token; with `user_id`, the existing user and None if that id was taken first."""
+        token = secrets.token_urlsafe(32)
+        user = {"id": user_id or str(uuid.uuid4()), "username": username, "joined_at": utc_now()}
+        async with self._connection() as conn:
+            created = await conn.fetchval(
+                "INSERT INTO users (id, username, token_hash, joined_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (id) DO NOTHING RETURNING true",
+                user["id"], username, hash_token(token), user["joined_at"])
+        if not created:
+            return await self.get_user(user["id"]), None  # another request created this id a moment earlier
+        return user, token
+
+    async def create_room(self, name: str, room_id: str | None = None) -> dict[str, Any]:
+        """A new room (with `room_id`: that room, unless it already exists)."""
+        room = {"id": room_id or str(uuid.uuid4()), "name": name, "created_at": utc_now()}
+        async with self._connection() as conn:
+            await conn.execute("INSERT INTO rooms (id, name, created_at) VALUES ($1, $2, $3) "
+                               "ON CONFLICT (id) DO NOTHING", room["id"], name, room["created_at"])
+        return room
+
+    async def add_member(self, room_id: str, user_id: str) -> None:
+        """Make the user a member of the room; being one already is fine."""
+        async with self._connection() as conn:
+            await conn.execute("INSERT INTO memberships (room_id, user_id, joined_at) VALUES ($1, $2, $3) "
+                               "ON CONFLICT DO NOTHING", room_id, user_id, utc_now())
+
+    async def add_message(self, room_id: str, user_id: str, username: str, content: str) -> dict[str, Any]:
+        """Store a chat message; it is committed, with its `seq`, when this returns."""
+        message = {"id": str(uuid.uuid4()), "seq": 0, "room_id": room_id, "user_id": user_id,
+                   "username": username, "content": content, "timestamp": utc_now()}
+        async with self._connection() as conn:
+            seq = await conn.fetchval(INSERT_MESSAGE, room_id, message["id"], user_id, content,
+                                      message["timestamp"])
+        if seq is None:
+            raise LookupError(f"no room {room_id!r} to store a message in")
+        message["seq"] = seq
+        self._stored_here(message)
+        return message
+
+    # Following rooms: every process delivers every message of the rooms it follows -------
+
+    async def follow(self, room_id: str) -> None:
+        """Deliver the room's messages from now on, until as many unfollow() calls."""
+        self._followers[room_id] += 1
+        if room_id in self._delivered:
+            return
+        try:
+            async with self._connection() as conn:
+                last = await conn.fetchval("SELECT last_seq FROM rooms WHERE id = $1", room_id) or 0
+        except BaseException:
+            self.unfollow(room_id)
+            raise
+        if self._followers[room_id] > 0:
+            self._delivered.setdefault(room_id, last)
+
+    def unfollow(self, room_id: str) -> None:
+        self._followers[room_id] -= 1
+        if self._followers[room_id] <= 0:
+            del self._followers[room_id]
+            self._delivered.pop(room_id, None)
+
+    def _stored_here(self, message: dict[str, Any]) -> None:
+        """A message this process stored: deliver it at once if it is the room's next, else read up to it."""
+        delivered = self._delivered.get(message["room_id"])
+        if delivered is None:
+            return  # nobody here follows the room
+        if message["seq"] == delivered + 1:
+            self._deliver([message])
+        elif message["seq"] > delivered:
+            self._read_new(message["room_id"])  # another process's message comes first
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        self._delivered[messages[0]["room_id"]] = messages[-1]["seq"]
+        if self.on_messages_committed is not None:
+            try:
+                self.on_messages_committed(messages)
+            except Exception:
+                log.exception("Announcing %d stored messages failed", len(messages))
+
+    def _read_new(self, room_id: str) -> None:
+        """Read and deliver the room's messages after the last one delivered; one reader per room at a time."""
+        if room_id in self._reading:
+            self._read_again.add(room_id)
+        else:
+            self._reading[room_id] = asyncio.create_task(self._read_room(room_id))
+
+    async def _read_room(self, room_id: str) -> None:
+        try:
+            while room_id in self._delivered:
+                self._read_again.discard(room_id)
+                after = self._delivered[room_id]
+                page = await self.messages(room_id, READ_PAGE, after=after)
+                delivered = self._delivered.get(room_id)
+                # Messages stored here may have been delivered while the page was read.
+                fresh = [message for message in page if delivered is not None and message["seq"] > delivered]
+                if fresh:
+                    self._deliver(fresh)
+                if len(page) < READ_PAGE and room_id not in self._read_again:
+                    break
+        except StoreUnavailable:
+            pass  # the poll tries again once the database answers
+        except Exception:
+            log.exception("Reading new messages of room %s failed", room_id)
+        finally:
+            del self._reading[room_id]
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection; each notification wakes the reader of its room."""
+        wait = RECONNECT_SECONDS[0]
+        while self._notifications:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_SECONDS)
+            except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+                log.warning("Listening for notifications failed (again in %g s): %s", wait, exc)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECONNECT_SECONDS[1])
+                continue
+            try:
+                conn.add_termination_listener(lambda _conn: lost.set())
+                await conn.add_listener(MESSAGES_CHANNEL, self._message_notified)
+                await conn.add_listener(EVENTS_CHANNEL, self._event_notified)
+                wait = RECONNECT_SECONDS[0]
+                for room_id in list(self._delivered):  # what was notified while nobody listened
+                    self._read_new(room_id)
+                await lost.wait()
+                log.warning("The notification connection was lost; reconnecting")
+            except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+                log.warning("Listening for notifications failed: %s", exc)
+            finally:
+                conn.terminate()
+
+    def _message_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        seq, _, room_id = payload.partition(" ")
+        delivered = self._delivered.get(room_id)
+        if delivered is not None and int(seq) > delivered:
+            self._read_new(room_id)
+
+    def _event_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        event = json.loads(payload)
+        if event["process"] != self.process_id and self.on_room_event is not None:
+            self.on_room_event(event["room_id"], frames.text_frame_of(event["frame"].encode()))
+
+    async def _poll(self) -> None:
+        """Every POLL_SECONDS, read the followed rooms that have messages not yet delivered here."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            if not self._delivered:
+                continue
+            try:
+                async with self._connection() as conn:
+                    rows = await conn.fetch("SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[])",
+                                            list(self._delivered))
+            except (StoreUnavailable, asyncpg.PostgresError):
+                continue
+            for room_id, last_seq in rows:
+                if last_seq > self._delivered.get(room_id, last_seq):
+                    self._read_new(room_id)
+
+    # Sockets on every process: join and leave notices, presence ----------------------------
+
+    def socket_opened(self, room_id: str, user_id: str, username: str, joined_frame: bytes) -> None:
+        """A socket joined the room here: tell the other processes and count it in presence."""
+        self._events.put_nowait((room_id, user_id, username, 1, joined_frame))
+
+    def socket_closed(self, room_id: str, user_id: str, username: str, left_frame: bytes) -> None:
+        """A socket left the room here: tell the other processes and count it out of presence."""
+        self._events.put_nowait((room_id, user_id, username, -1, left_frame))
+
+    async def _write_events(self) -> None:
+        """Write presence changes and their notices in order, each change with its notice in one transaction."""
+        while True:
+            room_id, user_id, username, change, frame = await self._events.get()
+            key = (room_id, user_id)
+            self._here[key] += change
+            self._names[key] = username
+            if self._here[key] <= 0:
+                del self._here[key], self._names[key]
+            payload = json.dumps({"process": self.process_id, "room_id": room_id,
+                                  "frame": frames.payload_of(frame).decode()})
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    if key in self._here:
+                        await conn.execute(
+                            "INSERT INTO presence (process_id, room_id, user_id, username, connections) "
+                            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (process_id, room_id, user_id) "
+                            "DO UPDATE SET connections = excluded.connections",
+                            self.process_id, room_id, user_id, username, self._here[key])
+                    else:
+                        await conn.execute("DELETE FROM presence WHERE process_id = $1 AND room_id = $2 "
+                                           "AND user_id = $3", self.process_id, room_id, user_id)
+                    await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, payload)
+            except (StoreUnavailable, asyncpg.PostgresError) as exc:
+                log.warning("A join or leave notice of room %s reached no other process: %s", room_id, exc)
+                self._presence_stale = True
+
+    async def _heartbeat_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._heartbeat()
+            except (StoreUnavailable, asyncpg.PostgresError):
+                self._presence_stale = True
+
+    async def _heartbeat(self) -> None:
+        """Say this process is alive; rewrite its presence rows if they may be wrong, and forget dead processes."""
+        async with self._connection() as conn, conn.transaction():
+            inserted = await conn.fetchval(
+                "INSERT INTO processes (id, name) VALUES ($1, $2) "
+                "ON CONFLICT (id) DO UPDATE SET last_seen = now() RETURNING xmax = 0",
+                self.process_id, PROCESS_NAME)
+            if inserted or self._presence_stale:  # new, or the database lost its unlogged tables
+                await conn.execute("DELETE FROM presence WHERE process_id = $1", self.process_id)
+                await conn.executemany(
+                    "INSERT INTO presence (process_id, room_id, user_id, username, connections) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    [(self.process_id, room_id, user_id, self._names[room_id, user_id], count)
+                     for (room_id, user_id), count in self._here.items()])
+            await conn.execute(f"DELETE FROM processes WHERE last_seen < now() - interval "
+                               f"'{4 * PROCESS_TIMEOUT_SECONDS:g} seconds'")
+        self._presence_stale = False
+
+    async def presence(self, room_id: str, here: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Who is connected to the room on every live process; `here` is this process's share."""
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"""SELECT p.user_id, min(p.username), sum(p.connections)::int
+                    FROM presence p JOIN processes s ON s.id = p.process_id
+                    WHERE p.room_id = $1 AND p.process_id <> $2 AND s.{ALIVE}
+                    GROUP BY p.user_id""", room_id, self.process_id)
+        users = {entry["user_id"]: dict(entry) for entry in here}
+        for user_id, username, connections in rows:
+            entry = users.setdefault(user_id, {"user_id": user_id, "username": username, "connections": 0})
+            entry["connections"] += connections
+        return sorted(users.values(), key=lambda entry: (entry["username"], entry["user_id"]))
+
+    async def socket_counts(self, here: dict[str, int]) -> dict[str, int]:
+        """Rooms with a socket, users with one, and sockets, over every live process (`here` is not needed)."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"""SELECT count(DISTINCT p.room_id), count(DISTINCT p.user_id), coalesce(sum(p.connections), 0)::int
+                    FROM presence p JOIN processes s ON s.id = p.process_id WHERE s.{ALIVE}""")
+        return {"active_rooms": row[0], "active_users": row[1], "connections": row[2]}
+
+    # Reads ------------------------------------------------------------------
+
+    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow("SELECT id, username, joined_at FROM users WHERE id = $1", user_id)
+        return dict(row) if row else None
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
+            rows = await conn.fetch("SELECT id, username, joined_at FROM users ORDER BY position")
+        return [dict(row) for row in rows]
+
+    async def check_token(self, user_id: str, token: str | None) -> bool:
+        """Whether `token` is the user's token (compared in constant time)."""
+        if not token or not storable(token):
+            return False
+        async with self._connection() as conn:
+            stored = await conn.fetchval("SELECT token_hash FROM users WHERE id = $1", user_id)
+        return stored is not None and secrets.compare_digest(stored, hash_token(token))
+
+    async def room_name(self, room_id: str) -> str | None:
+        async with self._connection() as conn:
+            return await conn.fetchval("SELECT name FROM rooms WHERE id = $1", room_id)
+
+    async def get_room(self, room_id: str) -> dict[str, Any] | None:
+        rooms = await self._rooms("WHERE r.id = $1", (room_id,))
+        return rooms[0] if rooms else None
+
+    async def list_rooms(self) -> list[dict[str, Any]]:
+        return await self._rooms("", ())
+
+    async def _rooms(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"""SELECT r.id, r.name, r.created_at,
+                           coalesce(array_agg(m.user_id ORDER BY m.joined_at, m.user_id)
+                                    FILTER (WHERE m.user_id IS NOT NULL), '{{}}') AS users
+                    FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id {where}
+                    GROUP BY r.id ORDER BY r.position""", *params)
+        return [dict(row) for row in rows]
+
+    async def messages(self, room_id: str, limit: int, before: int | None = None,
+                       after: int | None = None) -> list[dict[str, Any]]:
+        """A page of a room's messages, oldest first: the last `limit`, or those just before or after a seq."""
+        if after is not None:
+            sql, params = SELECT_MESSAGES.format(where="AND m.seq > $2", order="ASC", limit=3), (after, limit)
+        elif before is not None:
+            sql, params = SELECT_MESSAGES.format(where="AND m.seq < $2", order="DESC", limit=3), (before, limit)
+        else:
+            sql, params = SELECT_MESSAGES.format(where="", order="DESC", limit=2), (limit,)
+        async with self._connection() as conn:
+            rows = await conn.fetch(sql, room_id, *params)
+        page = [dict(row) for row in rows]
+        return page if after is not None else page[::-1]
+
+    async def counts(self) -> dict[str, int]:
+        """How many users, rooms and messages are stored."""
+        async with self._connection() as conn:
+            row = await conn.fetchrow("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM rooms), "
+                                      "(SELECT coalesce(sum(last_seq), 0)::bigint FROM rooms)")
+        return {"users": row[0], "rooms": row[1], "messages": row[2]}
+
+
+POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgresql"
+
+
+async def migrate(conn: asyncpg.Connection) -> int:
+    """Apply each migration newer than the recorded version, each in its own transaction.
+
+    An advisory lock makes processes that start together migrate one at a time:
+    the first applies the files, the others then find nothing left to do.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+        files = migration_files(POSTGRES_MIGRATIONS)
+        latest = files[-1][0] if files else 0
+        if version > latest:
+            raise MigrationError(f"the database is at schema version {version}, newer than this server's {latest}")
+        for number, path in files:
+            if number <= version:
+                continue
+            try:
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"migration {path.name} failed: {exc}") from None
+            log.info("Applied migration postgresql/%s", path.name)
+            version = number
+        return version
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
