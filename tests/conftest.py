@@ -12,18 +12,46 @@ from aiohttp.test_utils import TestClient
 
 from server import create_app
 from server.config import Config
+import postgres_server
+from postgres_server import PostgresServer
 from server_process import ServerProcess
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 
 
+STORES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_stores` run once on SQLite and once on PostgreSQL, so the two cannot drift apart."""
+    if metafunc.definition.get_closest_marker("both_stores") and "store" in metafunc.fixturenames:
+        metafunc.parametrize("store", STORES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run (each test gets a database of its own)."""
+    if not postgres_server.available():
+        pytest.skip("PostgreSQL is not installed (Debian's postgresql package)")
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
 @pytest.fixture
-def make_client(aiohttp_client: Any, tmp_path: Any) -> MakeClient:
-    """Start an app with these settings (Config fields) on tmp_path/chat.db."""
+def store(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The store settings of a test: SQLite under tmp_path, or (when parametrized) a new PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return {"database_url": request.getfixturevalue("postgres").new_database()}
+    return {"db_path": request.getfixturevalue("tmp_path") / "chat.db"}
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, store: dict[str, Any]) -> MakeClient:
+    """Start an app with these settings (Config fields) on the test's store (tmp_path/chat.db by default)."""
 
     async def make(**settings: Any) -> TestClient:
-        settings.setdefault("db_path", tmp_path / "chat.db")
-        return await aiohttp_client(create_app(Config(**settings)))
+        return await aiohttp_client(create_app(Config(**{**store, **settings})))
 
     return make
 

@@ -12,6 +12,8 @@ from helpers import assert_error, connect, create_room, create_user, receive, se
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
+pytestmark = pytest.mark.both_stores
+
 
 async def test_index_links_health_and_chat(client):
     resp = await client.get("/")

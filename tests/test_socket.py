@@ -11,6 +11,8 @@ from helpers import (
     assert_error, connect, create_room, create_user, receive, receive_close, send_and_receive,
 )
 
+pytestmark = pytest.mark.both_stores
+
 
 async def history(client, room_id):
     return await (await client.get(f"/rooms/{room_id}/messages")).json()

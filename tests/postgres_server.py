@@ -1,0 +1,81 @@
+"""A real PostgreSQL server for tests: Debian's binaries, a temporary data folder, a loopback port."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from server_process import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+USER = "chat"
+
+
+def available() -> bool:
+    return (PG_BIN / "pg_ctl").exists()
+
+
+class PostgresServer:
+    """initdb, start, stop and restart one server; each test asks it for a database of its own.
+
+    PostgreSQL refuses to run as root, so as root its programs run as the `postgres` user,
+    in a folder of their own outside pytest's (whose parents are closed to other users).
+    """
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="chat-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        self.port = free_port()
+        self._names = itertools.count(1)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync")
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(PG_BIN / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def start(self) -> PostgresServer:
+        # Durability off: these databases live for one test run.
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.log), "-o", options, "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-w", "-m", mode, "stop")
+
+    def restart(self) -> None:
+        """Stop at once, as a crash or a failover would, and start again on the same port."""
+        self.stop("immediate")
+        self.start()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        name = f"test_{next(self._names)}"
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", self.url(), "-c", f"CREATE DATABASE {name}"],
+                       check=True, capture_output=True, timeout=60)
+        return self.url(name)
+
+    def sql(self, url: str, statement: str) -> str:
+        """Run one statement with psql and return its unaligned output."""
+        done = subprocess.run(["psql", "-qAt", "-v", "ON_ERROR_STOP=1", url, "-c", statement],
+                              check=True, capture_output=True, text=True, timeout=60)
+        return done.stdout.strip()
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # not running
+        shutil.rmtree(self.folder, ignore_errors=True)
