@@ -44,9 +44,10 @@ RECONNECT_SECONDS = (0.1, 5.0)      # the listener's backoff after losing its co
 READ_PAGE = 500
 MIGRATION_LOCK = 7_413_917_321      # the advisory lock that lets one process migrate at a time
 CONNECT_TIMEOUT_SECONDS = 5.0
-UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-               asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, TimeoutError)
-UNREACHABLE_DETAIL = "The database cannot be reached right now; try again"
+# A database gone away, restarting, or out of disk, memory or connections: "try again", not a bug.
+UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+               asyncpg.AdminShutdownError, asyncpg.InsufficientResourcesError, TimeoutError)
+UNAVAILABLE_DETAIL = "The database cannot be reached right now; try again"
 
 SELECT_MESSAGES = """
     SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
@@ -95,7 +96,7 @@ class PostgresStore:
         """Connect, apply pending migrations (one process at a time), and start following."""
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=CONNECT_TIMEOUT_SECONDS)
-        except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot reach the database {redact(url)}: {exc}") from None
         try:
             async with pool.acquire() as conn:
@@ -115,7 +116,7 @@ class PostgresStore:
         for task in (*self._tasks, *self._reading.values()):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._reading.values(), return_exceptions=True)
-        with contextlib.suppress(*UNREACHABLE, asyncpg.PostgresError):
+        with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 await self._pool.execute("DELETE FROM processes WHERE id = $1", self.process_id)
         try:
@@ -130,9 +131,9 @@ class PostgresStore:
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 yield conn
-        except UNREACHABLE as exc:
+        except UNAVAILABLE as exc:
             self._note_reachable(False, exc)
-            raise StoreUnavailable(UNREACHABLE_DETAIL) from exc
+            raise StoreUnavailable(UNAVAILABLE_DETAIL) from exc
         self._note_reachable(True)
 
     def _note_reachable(self, reachable: bool, exc: BaseException | None = None) -> None:
@@ -260,7 +261,7 @@ class PostgresStore:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_SECONDS)
-            except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("Listening for notifications failed (again in %g s): %s", wait, exc)
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, RECONNECT_SECONDS[1])
@@ -274,7 +275,7 @@ class PostgresStore:
                     self._read_new(room_id)
                 await lost.wait()
                 log.warning("The notification connection was lost; reconnecting")
-            except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("Listening for notifications failed: %s", exc)
             finally:
                 conn.terminate()
