@@ -83,14 +83,20 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         finally:
             leave(request, ws, peer)
     except Refused as refusal:
-        log.warning("WebSocket closed with code %d: %s", refusal.code, refusal.reason)
-        request.app[metrics_key].socket_closes.labels(str(refusal.code)).inc()
-        await ws.close(code=refusal.code, message=refusal.reason.encode())
+        await refuse(request, ws, refusal)
+    except StoreUnavailable as exc:  # while admitting, joining or replaying: reads fail like writes
+        await refuse(request, ws, Refused(TRY_AGAIN_LATER, exc.close_reason))
     except Exception:
         log.exception("WebSocket for user %s in room %s failed", user_id, room_id)
         request.app[metrics_key].socket_closes.labels(str(INTERNAL_ERROR)).inc()
         await ws.close(code=INTERNAL_ERROR, message=b"Internal error")
     return ws
+
+
+async def refuse(request: web.Request, ws: web.WebSocketResponse, refusal: Refused) -> None:
+    log.warning("WebSocket closed with code %d: %s", refusal.code, refusal.reason)
+    request.app[metrics_key].socket_closes.labels(str(refusal.code)).inc()
+    await ws.close(code=refusal.code, message=refusal.reason.encode())
 
 
 async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
@@ -128,8 +134,6 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
         raise Refused(1008, "Too many connections") from None
     except ShuttingDown:
         raise Refused(1001, "Server shutting down") from None
-    except StoreUnavailable as exc:
-        raise Refused(TRY_AGAIN_LATER, exc.close_reason) from None
     bucket = TokenBucket(config.rate_limit_per_second, config.rate_limit_burst) \
         if config.rate_limit_per_second else None
     peer = Peer(ws, request.transport, room_id, user_id, user["username"], request.remote or "", bucket)
@@ -139,10 +143,7 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
 async def join(request: web.Request, peer: Peer, hold: bool) -> None:
     """Enter the room's hub and announce it (a reconnecting socket holds live frames until it has caught up)."""
     hub, db = request.app[hub_key], request.app[db_key]
-    try:
-        await db.follow(peer.room_id)  # from now on the room's messages, wherever stored, are published here
-    except StoreUnavailable as exc:
-        raise Refused(TRY_AGAIN_LATER, exc.close_reason) from None
+    await db.follow(peer.room_id)  # from now on the room's messages, wherever stored, are published here
     if hold:
         hub.hold(peer)
     joined = frames.user_joined(peer.user_id, peer.username)

@@ -1,0 +1,119 @@
+"""Running on PostgreSQL: start-up, migrations by several processes at once, a database that goes
+away and comes back, --workers; and why one SQLite file serves one process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import aiohttp
+import pytest
+
+from helpers import connect, create_room, create_user, receive, receive_close, send_and_receive
+from server_process import REPO_ROOT, ServerProcess, free_port
+
+
+def run_py(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "run.py", *args], cwd=REPO_ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_a_database_that_cannot_be_reached_stops_start_up_with_one_line(postgres):
+    url = f"postgresql://chat:secret@127.0.0.1:{free_port()}/chat"
+    result = run_py("--port", str(free_port()), DATABASE_URL=url)
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert result.returncode == 1
+    assert len(errors) == 1, result.stderr
+    assert "cannot reach the database postgresql://chat:***@127.0.0.1" in errors[0]
+    assert "secret" not in result.stderr
+
+
+def test_processes_starting_together_migrate_once(postgres, tmp_path):
+    url = postgres.new_database()
+    servers = [ServerProcess(tmp_path / "unused.db", tmp_path / f"server{n}.log", {"DATABASE_URL": url})
+               for n in range(3)]
+    try:
+        for server in servers:  # all three race for the migration lock
+            with open(server.log_path, "ab") as log:
+                server.process = subprocess.Popen(
+                    [sys.executable, "run.py", "--port", str(server.port)], cwd=REPO_ROOT,
+                    env={**os.environ, "DATABASE_URL": url}, stdout=log, stderr=subprocess.STDOUT)
+        for server in servers:
+            server.wait_until_healthy()
+        assert postgres.sql(url, "SELECT count(*) FROM schema_version") == "1"
+        assert sum(server.log_text().count("Applied migration") for server in servers) == 1
+    finally:
+        for server in servers:
+            server.kill()
+
+
+async def test_a_database_that_goes_away_answers_try_again_and_recovers_by_itself(make_client, postgres):
+    client = await make_client(database_url=postgres.new_database())
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    await send_and_receive(ws, "before")
+    await asyncio.to_thread(postgres.stop, "immediate")
+    try:
+        resp = await client.post("/users", json={"username": "bob"})
+        assert resp.status == 503
+        assert (await resp.json())["detail"] == "The database cannot be reached right now; try again"
+        assert (await client.get("/health")).status == 503
+        await ws.send_json({"content": "while it is gone"})
+        assert (await receive(ws))["type"] == "error"
+        late = await client.ws_connect(f"/ws/{room['id']}/{user['id']}", headers={"Origin": str(client.make_url(""))})
+        assert (await receive_close(late))[0] == 1013
+    finally:
+        await asyncio.to_thread(postgres.start)
+    for _ in range(50):  # the pool reconnects on its own
+        if (await client.get("/health")).status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert (await send_and_receive(ws, "after"))["seq"] == 2
+    assert (await create_user(client, "carol"))["username"] == "carol"
+
+
+def test_workers_share_one_port_and_every_room(postgres, tmp_path):
+    url = postgres.new_database()
+    port = free_port()
+    log = open(tmp_path / "workers.log", "wb")
+    supervisor = subprocess.Popen([sys.executable, "run.py", "--port", str(port), "--workers", "3"],
+                                  cwd=REPO_ROOT, env={**os.environ, "DATABASE_URL": url},
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        seen = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < 3 and time.monotonic() < deadline:
+            try:
+                # A new connection each time: the kernel spreads them over the workers.
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    seen.add(__import__("json").load(response)["process"])
+            except OSError:
+                time.sleep(0.2)
+        assert len(seen) == 3, (tmp_path / "workers.log").read_text()
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=20) == 0
+        log.close()
+    assert postgres.sql(url, "SELECT count(*) FROM processes") == "0"  # each left cleanly
+
+
+def test_workers_are_refused_on_sqlite(tmp_path):
+    result = run_py("--db", str(tmp_path / "chat.db"), "--workers", "2", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "more than one needs PostgreSQL (DATABASE_URL): one SQLite file serves one process" in result.stderr
+    assert not (tmp_path / "chat.db").exists()
+
+
+def test_a_second_server_on_one_sqlite_file_is_refused_with_one_line(start_server, tmp_path):
+    first = start_server()
+    result = run_py("--db", str(first.db_path), "--port", str(free_port()))
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert result.returncode == 1
+    assert len(errors) == 1 and f"another server process is using {first.db_path}" in errors[0], result.stderr
+    assert first.get_json("/health")["status"] == "healthy"
