@@ -75,6 +75,8 @@ SCHEMAS: dict[str, Any] = {
         "services": _object({"api": _text(), "websocket": _text(), "database": _text()}),
         "stats": _object({name: {"type": "integer", "nullable": True} for name in (
             "active_rooms", "active_users", "total_messages", "connections", "rooms", "users")}),
+        "store": _text(enum=["sqlite", "postgresql"]),
+        "process": _text(description="host:pid of the process that answered; several may serve one site"),
     }),
     "DebugFlags": _object({name: {"type": "boolean"} for name in (
         "auto_create_on_ws", "auto_user_on_ws", "auto_create_on_join", "auto_user_on_join", "require_tokens",
