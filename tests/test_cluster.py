@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from helpers import TIMEOUT
+from server.postgres import HEARTBEAT_SECONDS, PROCESS_TIMEOUT_SECONDS
 from server_process import ServerProcess
 
 PROCESSES = 3
@@ -241,3 +242,26 @@ async def test_without_notifications_the_poll_delivers_everything(cluster, postg
     servers = cluster(DATABASE_NOTIFICATIONS="false")
     run = await chat(servers)
     assert_every_socket_got_its_room_once_in_order(postgres, cluster.url, run)
+
+
+async def test_a_dead_process_leaves_presence_within_the_timeout(cluster):
+    first, second, _ = cluster()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{first.url}/rooms", json={"name": "lobby"}) as resp:
+            room_id = (await resp.json())["id"]
+        async with session.post(f"{first.url}/users", json={"username": "bob"}) as resp:
+            bob = (await resp.json())["id"]
+        async with session.ws_connect(f"{second.ws_url}/ws/{room_id}/{bob}") as ws:
+            await ws.receive_json(timeout=TIMEOUT)  # bob's own user_joined: he is in
+            for _ in range(50):  # seen from the other process once his process has written it (at once)
+                present = [entry["user_id"] for entry in first.get_json(f"/rooms/{room_id}/presence")]
+                if present:
+                    break
+                await asyncio.sleep(0.1)
+            assert present == [bob]
+            second.kill()
+            started = asyncio.get_running_loop().time()
+            while first.get_json(f"/rooms/{room_id}/presence"):
+                assert asyncio.get_running_loop().time() - started < PROCESS_TIMEOUT_SECONDS + HEARTBEAT_SECONDS
+                await asyncio.sleep(0.5)
+            assert first.get_json("/health")["stats"]["connections"] == 0
