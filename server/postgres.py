@@ -113,6 +113,9 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Stop following, leave presence, and close the connections."""
+        with contextlib.suppress(TimeoutError):  # the sockets closed at shutdown: tell the other processes
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await self._events.join()
         for task in (*self._tasks, *self._reading.values()):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._reading.values(), return_exceptions=True)
@@ -343,6 +346,8 @@ class PostgresStore:
             except (StoreUnavailable, asyncpg.PostgresError) as exc:
                 log.warning("A join or leave notice of room %s reached no other process: %s", room_id, exc)
                 self._presence_stale = True
+            finally:
+                self._events.task_done()
 
     async def _heartbeat_regularly(self) -> None:
         while True:

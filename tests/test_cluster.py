@@ -265,3 +265,22 @@ async def test_a_dead_process_leaves_presence_within_the_timeout(cluster):
                 assert asyncio.get_running_loop().time() - started < PROCESS_TIMEOUT_SECONDS + HEARTBEAT_SECONDS
                 await asyncio.sleep(0.5)
             assert first.get_json("/health")["stats"]["connections"] == 0
+
+
+async def test_a_process_stopping_tells_the_others_its_sockets_left(cluster):
+    first, second, _ = cluster()
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{first.url}/rooms", json={"name": "lobby"}) as resp:
+            room_id = (await resp.json())["id"]
+        users = []
+        for name in ("alice", "bob"):
+            async with session.post(f"{first.url}/users", json={"username": name}) as resp:
+                users.append((await resp.json())["id"])
+        async with session.ws_connect(f"{first.ws_url}/ws/{room_id}/{users[0]}") as alice, \
+                session.ws_connect(f"{second.ws_url}/ws/{room_id}/{users[1]}") as bob:
+            await bob.receive_json(timeout=TIMEOUT)
+            frames = [await alice.receive_json(timeout=TIMEOUT) for _ in range(2)]
+            assert frames[1] == {**frames[1], "type": "user_joined", "user_id": users[1]}  # from the other process
+            second.stop()  # SIGTERM: bob's socket is closed with 1001
+            left = await alice.receive_json(timeout=TIMEOUT)
+            assert left == {**left, "type": "user_left", "user_id": users[1]}
