@@ -44,6 +44,10 @@ RECONNECT_SECONDS = (0.1, 5.0)      # the listener's backoff after losing its co
 READ_PAGE = 500
 MIGRATION_LOCK = 7_413_917_321      # the advisory lock that lets one process migrate at a time
 CONNECT_TIMEOUT_SECONDS = 5.0
+# How long a query may wait for one of the pool's connections (a burst of sockets joining queues here)
+# before the client is told to try again.
+POOL_WAIT_SECONDS = 10.0
+POOL_SIZE = 10
 # A database gone away, restarting, or out of disk, memory or connections: "try again", not a bug.
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
                asyncpg.AdminShutdownError, asyncpg.InsufficientResourcesError, TimeoutError)
@@ -54,13 +58,17 @@ SELECT_MESSAGES = """
     FROM messages m JOIN users u ON u.id = m.user_id
     WHERE m.room_id = $1 {where} ORDER BY m.seq {order} LIMIT ${limit}
 """
-# One statement, one round trip: the room's next seq, the row, and the wake-up for other processes.
-INSERT_MESSAGE = f"""
-    WITH numbered AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq),
-         stored AS (INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
-                    SELECT $1, last_seq, $2, $3, $4, $5 FROM numbered RETURNING seq)
-    SELECT seq, pg_notify('{MESSAGES_CHANNEL}', seq || ' ' || $1) FROM stored
+# Messages are committed in groups (see _commit_groups): the rooms' rows are locked in id order, so
+# groups on several processes never deadlock; each room's messages then take the next seqs.
+LOCK_ROOMS = "SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+STORE_MESSAGES = f"""
+    WITH stored AS (INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
+                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]))
+    UPDATE rooms SET last_seq = last.seq FROM unnest($7::text[], $8::bigint[]) AS last (id, seq)
+    WHERE rooms.id = last.id
+    RETURNING pg_notify('{MESSAGES_CHANNEL}', last.seq || ' ' || last.id)
 """
+MAX_GROUP = 1000  # messages in one transaction at most
 ALIVE = f"last_seen > now() - interval '{PROCESS_TIMEOUT_SECONDS:g} seconds'"
 
 
@@ -86,6 +94,9 @@ class PostgresStore:
         self._presence_stale = True  # the table may not match _here: rewrite it at the next heartbeat
         self._reachable = True
         self._tasks: list[asyncio.Task[None]] = []
+        # Messages waiting to be committed, and the task committing them (see _commit_groups).
+        self._queued: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
         # Told of the messages of followed rooms, in seq order, each once (see server/__init__.py).
         self.on_messages_committed: Callable[[list[dict[str, Any]]], None] | None = None
         # Told of a join or leave notice from a socket on another process: (room_id, frame).
@@ -95,7 +106,7 @@ class PostgresStore:
     async def open(cls, url: str, notifications: bool = True) -> PostgresStore:
         """Connect, apply pending migrations (one process at a time), and start following."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=10, timeout=CONNECT_TIMEOUT_SECONDS)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS)
         except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot reach the database {redact(url)}: {exc}") from None
         try:
@@ -112,7 +123,9 @@ class PostgresStore:
         return store
 
     async def close(self) -> None:
-        """Stop following, leave presence, and close the connections."""
+        """Commit what is queued, stop following, leave presence, and close the connections."""
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         with contextlib.suppress(TimeoutError):  # the sockets closed at shutdown: tell the other processes
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 await self._events.join()
@@ -132,7 +145,7 @@ class PostgresStore:
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; a database that cannot be reached becomes StoreUnavailable."""
         try:
-            async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            async with self._pool.acquire(timeout=POOL_WAIT_SECONDS) as conn:
                 yield conn
         except UNAVAILABLE as exc:
             self._note_reachable(False, exc)
@@ -181,14 +194,54 @@ class PostgresStore:
         """Store a chat message; it is committed, with its `seq`, when this returns."""
         message = {"id": str(uuid.uuid4()), "seq": 0, "room_id": room_id, "user_id": user_id,
                    "username": username, "content": content, "timestamp": utc_now()}
-        async with self._connection() as conn:
-            seq = await conn.fetchval(INSERT_MESSAGE, room_id, message["id"], user_id, content,
-                                      message["timestamp"])
-        if seq is None:
-            raise LookupError(f"no room {room_id!r} to store a message in")
-        message["seq"] = seq
-        self._stored_here(message)
+        stored = asyncio.get_running_loop().create_future()
+        self._queued.append((message, stored))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_groups(), name="pg-commit")
+        await stored
         return message
+
+    async def _commit_groups(self) -> None:
+        """Commit the queued messages, a group per transaction, one transaction at a time.
+
+        Messages that arrive while a group commits form the next group: one commit
+        (and one WAL flush) for all of them, as many as arrive, so a busy server
+        commits more per flush rather than waiting for more flushes.
+        """
+        try:
+            while self._queued:
+                group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+                try:
+                    await self._store_group([message for message, _ in group])
+                except Exception as exc:
+                    for _, stored in group:
+                        if not stored.done():
+                            stored.set_exception(exc)
+                    continue
+                for message, _ in group:  # delivered in seq order, before their writers hear back
+                    if message["seq"]:
+                        self._stored_here(message)
+                for message, stored in group:
+                    if stored.done():
+                        continue  # its socket went away meanwhile
+                    if message["seq"]:
+                        stored.set_result(None)
+                    else:
+                        stored.set_exception(LookupError(f"no room {message['room_id']!r} to store a message in"))
+        finally:
+            self._committer = None
+
+    async def _store_group(self, messages: list[dict[str, Any]]) -> None:
+        """Store messages in one transaction, giving each the next seq of its room (0: no such room)."""
+        async with self._connection() as conn, conn.transaction():
+            last = dict(await conn.fetch(LOCK_ROOMS, sorted({message["room_id"] for message in messages})))
+            stored = [message for message in messages if message["room_id"] in last]
+            for message in stored:
+                last[message["room_id"]] += 1
+                message["seq"] = last[message["room_id"]]
+            columns = ("room_id", "seq", "id", "user_id", "content", "timestamp")
+            await conn.execute(STORE_MESSAGES, *([message[column] for message in stored] for column in columns),
+                               list(last), list(last.values()))
 
     # Following rooms: every process delivers every message of the rooms it follows -------
 
