@@ -1,8 +1,9 @@
-"""deploy/nginx.conf and deploy/chat.service, exercised for real.
+"""deploy/nginx.conf, deploy/chat.service and deploy/chat@.service, exercised for real.
 
 nginx runs with the shipped site file, moved onto loopback ports and given a
-test certificate, in front of a live server; the smoke tool and the doctor
-go through it over https/wss. The unit is checked by systemd-analyze.
+test certificate, in front of live servers (one, or several on one
+PostgreSQL); the smoke tool and the doctor go through it over https/wss. The
+units are checked by systemd-analyze.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from postgres_server import PostgresServer
 from server_process import ServerProcess, free_port
 from test_tools import DOCTOR, REPO, SMOKE, StartServer, run_tool, statuses
 
 SITE = REPO / "deploy" / "nginx.conf"
 UNIT = REPO / "deploy" / "chat.service"
+TEMPLATE_UNIT = REPO / "deploy" / "chat@.service"
+# The shipped upstream: one line per process of deploy/chat@.service.
+SHIPPED_UPSTREAM = re.compile(r"^    server 127\.0\.0\.1:800\d max_fails=1 fail_timeout=5s;\n", re.M)
 
 needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
                                  reason="nginx is not installed (apt-get install nginx)")
@@ -50,7 +55,7 @@ def nginx_binary() -> str:
 class SitePorts:
     http: int
     https: int
-    upstream: int
+    upstreams: list[int]
 
 
 def replace_once(text: str, old: str, new: str) -> str:
@@ -67,7 +72,10 @@ def render_site(ports: SitePorts, cert: Path, key: Path, *, drop_upgrade: bool =
     assert ipv6_listens == 2
     site = replace_once(site, "listen 80;", f"listen 127.0.0.1:{ports.http};")
     site = replace_once(site, "listen 443 ssl;", f"listen 127.0.0.1:{ports.https} ssl;")
-    site = replace_once(site, "server 127.0.0.1:8000;", f"server 127.0.0.1:{ports.upstream};")
+    shipped = SHIPPED_UPSTREAM.findall(site)
+    assert len(shipped) == 3, "deploy/nginx.conf should list three servers in its upstream"
+    ours = "".join(f"    server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;\n" for port in ports.upstreams)
+    site = replace_once(site, "".join(shipped), ours)
     site = replace_once(site, "/etc/letsencrypt/live/chat.example.com/fullchain.pem", str(cert))
     site = replace_once(site, "/etc/letsencrypt/live/chat.example.com/privkey.pem", str(key))
     if drop_upgrade:
@@ -141,11 +149,12 @@ StartNginx = Callable[..., Proxy]
 def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
     started: list[subprocess.Popen] = []
 
-    def start(upstream: ServerProcess, **mistakes: bool) -> Proxy:
+    def start(upstream: ServerProcess | list[ServerProcess], **mistakes: bool) -> Proxy:
         workdir = tmp_path / f"nginx-{len(started)}"
         workdir.mkdir()
         cert, key = make_certificate(workdir)
-        ports = SitePorts(http=free_port(), https=free_port(), upstream=upstream.port)
+        upstreams = upstream if isinstance(upstream, list) else [upstream]
+        ports = SitePorts(http=free_port(), https=free_port(), upstreams=[server.port for server in upstreams])
         site = workdir / "chat-site.conf"
         site.write_text(render_site(ports, cert, key, **mistakes))
         conf = workdir / "nginx.conf"
@@ -194,6 +203,30 @@ async def test_smoke_passes_through_nginx_over_https_and_wss(
     assert run.lines[0] == f"smoke test of {proxy.https_url} (socket wss://{proxy.https_url[8:]})"
     assert run.line("PASS connect socket:").startswith(f"PASS connect socket: wss://{proxy.https_url[8:]}/ws/")
     assert run.lines[-1] == "smoke test passed (8/8 steps)"
+
+
+@needs_nginx
+@needs_openssl
+async def test_round_robin_over_three_processes_on_postgresql_serves_every_room_from_each(
+    start_server: StartServer, start_nginx: StartNginx, postgres: PostgresServer,
+) -> None:
+    database = postgres.new_database()
+    servers = [start_server(DATABASE_URL=database) for _ in range(3)]
+    proxy = start_nginx(servers)
+    ssl_context = ssl.create_default_context(cafile=str(proxy.cert))
+
+    async with aiohttp.ClientSession() as session:
+        answered = []
+        for _ in range(6):
+            async with session.get(f"{proxy.https_url}/health", ssl=ssl_context) as resp:
+                answered.append((await resp.json())["process"])
+    # The smoke tool's eight steps (user, room, join, socket, send, history) land on
+    # whichever process round robin picks: each must know what another just stored.
+    smoke = await run_tool(SMOKE, "--url", proxy.https_url, env=trusting(proxy))
+
+    assert {server.get_json("/health")["process"] for server in servers} == set(answered)
+    assert len(set(answered)) == 3, answered
+    assert smoke.status == 0, smoke.out + smoke.err
 
 
 @needs_nginx
@@ -323,26 +356,31 @@ async def test_sigterm_closes_sockets_through_nginx_with_1001_and_exits_in_time(
 # -- systemd ------------------------------------------------------------------------------
 
 
-def unit_setting(key: str) -> str:
-    values = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith(f"{key}=")]
-    assert len(values) == 1, f"deploy/chat.service should set {key} once"
+def unit_setting(key: str, unit: Path = UNIT) -> str:
+    values = [line.split("=", 1)[1] for line in unit.read_text().splitlines() if line.startswith(f"{key}=")]
+    assert len(values) == 1, f"deploy/{unit.name} should set {key} once"
     return values[0]
 
 
-def runnable_copy(tmp_path: Path) -> Path:
+# Each unit, and the name systemd would give it: a template is checked as one of its instances.
+UNITS = pytest.mark.parametrize("unit, unit_name", [(UNIT, "chat.service"), (TEMPLATE_UNIT, "chat@8001.service")],
+                                ids=["chat.service", "chat@.service"])
+
+
+def runnable_copy(tmp_path: Path, unit: Path = UNIT, unit_name: str = "chat.service") -> Path:
     """The unit with ExecStart pointing at this checkout, which exists here:
     systemd-analyze refuses a program that is not on the machine."""
-    unit = UNIT.read_text()
-    unit = replace_once(unit, "ExecStart=/opt/chat/.venv/bin/python /opt/chat/run.py",
+    text = replace_once(unit.read_text(), "ExecStart=/opt/chat/.venv/bin/python /opt/chat/run.py",
                         f"ExecStart={sys.executable} {REPO / 'run.py'}")
-    copy = tmp_path / "chat.service"
-    copy.write_text(unit)
+    copy = tmp_path / unit_name
+    copy.write_text(text)
     return copy
 
 
 @needs_systemd_analyze
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    result = subprocess.run(["systemd-analyze", "verify", str(runnable_copy(tmp_path))],
+@UNITS
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path, unit: Path, unit_name: str) -> None:
+    result = subprocess.run(["systemd-analyze", "verify", str(runnable_copy(tmp_path, unit, unit_name))],
                             capture_output=True, text=True, timeout=60)
 
     # verify exits 0 even for an unknown key; it only says so. Silence is the pass.
@@ -350,13 +388,15 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @needs_systemd_analyze
-def test_unit_is_hardened(tmp_path: Path) -> None:
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(runnable_copy(tmp_path))],
+@UNITS
+def test_unit_is_hardened(tmp_path: Path, unit: Path, unit_name: str) -> None:
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                             str(runnable_copy(tmp_path, unit, unit_name))],
                             capture_output=True, text=True, timeout=60)
     if result.returncode != 0 and "offline" in result.stderr:
         pytest.skip("this systemd-analyze has no offline security check")
 
-    level = re.search(r"Overall exposure level for chat\.service: ([\d.]+) (\w+)", result.stdout)
+    level = re.search(rf"Overall exposure level for {re.escape(unit_name)}: ([\d.]+) (\w+)", result.stdout)
     assert level, result.stdout + result.stderr
     # 0 is fully locked down, 10 is nothing at all; below 2 systemd calls it OK.
     assert float(level.group(1)) < 2.0, result.stdout
@@ -370,6 +410,38 @@ def test_unit_runs_unprivileged_keeps_state_and_stops_gracefully() -> None:
     assert unit_setting("Restart") == "on-failure"
     assert unit_setting("KillSignal") == "SIGTERM"
     assert unit_setting("KillMode") == "mixed"
+
+
+def unit_lines(unit: Path) -> list[str]:
+    """The unit's settings, without comments."""
+    return [line for line in unit.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_the_template_unit_is_the_single_unit_with_the_port_as_its_instance() -> None:
+    # Written out in full (systemd has no include), so this keeps the copies from drifting apart:
+    # a hardening or stop setting added to one unit and not the other fails here.
+    single, template = unit_lines(UNIT), unit_lines(TEMPLATE_UNIT)
+
+    assert [line for line in single if line not in template] == [
+        "Description=Chat rooms server (aiohttp, WebSocket)",
+        "ExecStart=/opt/chat/.venv/bin/python /opt/chat/run.py",
+        "Environment=PORT=8000",
+    ]
+    assert [line for line in template if line not in single] == [
+        "Description=Chat rooms server on port %i (aiohttp, WebSocket)",
+        # A flag, so that a PORT in the chat.env all instances share cannot put them on one port.
+        "ExecStart=/opt/chat/.venv/bin/python /opt/chat/run.py --port %i",
+    ]
+
+
+def test_the_template_units_instances_are_the_sites_upstream() -> None:
+    site = SITE.read_text()
+    upstream_ports = [int(port) for port in re.findall(r"^    server 127\.0\.0\.1:(\d+) ", site, flags=re.M)]
+    instances = re.search(r"systemctl enable --now (chat@\d+(?: chat@\d+)*)", TEMPLATE_UNIT.read_text())
+
+    assert instances, "deploy/chat@.service should say how to enable its instances"
+    assert [int(name.removeprefix("chat@")) for name in instances.group(1).split()] == upstream_ports
+    assert f"Environment=PORT={upstream_ports[0]}" in unit_lines(UNIT)  # one process: the first line serves
 
 
 def readme_chat_env() -> dict[str, str]:
