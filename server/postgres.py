@@ -49,8 +49,12 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 POOL_WAIT_SECONDS = 10.0
 POOL_SIZE = 10
 # A database gone away, restarting, or out of disk, memory or connections: "try again", not a bug.
+# So is one that refuses new connections (ALLOW_CONNECTIONS false, dropped, a password changed):
+# the pool meets that when it replaces a connection, and /health must say unhealthy, not crash.
 UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-               asyncpg.AdminShutdownError, asyncpg.InsufficientResourcesError, TimeoutError)
+               asyncpg.AdminShutdownError, asyncpg.InsufficientResourcesError, TimeoutError,
+               asyncpg.ObjectNotInPrerequisiteStateError, asyncpg.InvalidCatalogNameError,
+               asyncpg.InvalidAuthorizationSpecificationError)
 UNAVAILABLE_DETAIL = "The database cannot be reached right now; try again"
 
 SELECT_MESSAGES = """
