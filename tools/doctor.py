@@ -4,13 +4,20 @@
     python tools/doctor.py https://chat.example.com --origin https://app.example.com
     python tools/doctor.py https://chat.example.com --room ROOM_ID --user USER_ID
     python tools/doctor.py https://chat.example.com --production --json
+    python tools/doctor.py http://10.0.0.1:8000 http://10.0.0.2:8000   # two processes of one deployment
 
 Checks: the server answers and is healthy; its flags (/_debug) and what they
 mean for auto-creation; the room and user (--room, --user); the CORS
 preflight for a front end (--origin); that a WebSocket upgrade gets through
 (a proxy that drops Upgrade turns it into a plain HTTP answer); close codes
 4004/4001/4003 translated into what to do. --production adds the production
-checklist. Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
+checklist. /health names the store and the process that answered: the
+doctor reports whether that store (SQLite or PostgreSQL) is reachable. Given
+a second address, of another process of the same deployment (each process's
+own, not the proxy's), it checks that the two share one database and that a
+message sent on a socket of the second reaches a socket of the first
+promptly; it creates a room "doctor check ..." and two users for that. Exit
+status 0 when nothing failed (warnings allowed), 1 otherwise.
 
 Needs only aiohttp (the server's own dependency).
 """
@@ -27,6 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from _cross_process import PROBES, Delivery, measure_delivery
 from _checks import (
     NGINX_UPGRADE_LINES,
     Bases,
@@ -64,9 +72,11 @@ class Check:
 
 
 class Doctor:
-    def __init__(self, session: aiohttp.ClientSession, bases: Bases, args: argparse.Namespace):
+    def __init__(self, session: aiohttp.ClientSession, bases: Bases, args: argparse.Namespace,
+                 other: Bases | None = None):
         self.session = session
         self.bases = bases
+        self.other = other  # another process of the same deployment, to check delivery between the two
         self.args = args
         self.checks: list[Check] = []
         self.flags: dict | None = None  # /_debug, when the server gave it
@@ -82,6 +92,7 @@ class Doctor:
         if not self.check_reachable(health):
             return self.checks
         self.check_healthy(health)
+        self.check_store(health)
         await self.check_flags()
         if self.args.room:
             await self.check_room()
@@ -90,6 +101,8 @@ class Doctor:
         if self.args.origin:
             await self.check_cors(self.args.origin)
         await self.check_websocket()
+        if self.other:
+            await self.check_other_process(health, self.other)
         if self.args.production:
             await self.check_production()
         return self.checks
@@ -118,10 +131,8 @@ class Doctor:
             )
             self.add(Check("healthy", "pass", summary, data=body))
         elif body.get("status") == "unhealthy":
-            self.add(Check("healthy", "fail", f"the server reports unhealthy ({health.status})", [
-                "the database does not answer: check that DATABASE_PATH is on a writable, "
-                "non-full disk (the systemd unit keeps it in /var/lib/chat) and read the server log",
-            ], data=body))
+            self.add(Check("healthy", "fail", f"the server reports unhealthy ({health.status})",
+                           [STORE_ADVICE.get(body.get("store"), STORE_ADVICE["sqlite"])], data=body))
         elif health.status in (502, 503, 504):
             self.add(Check("healthy", "fail", f"/health {health.describe()}", [
                 "a proxy answers, but it cannot reach the chat server: is the service running "
@@ -133,6 +144,17 @@ class Doctor:
                 "this does not look like the chat server: check the URL; behind a proxy, "
                 "check that the request reaches the chat site and not a default page",
             ]))
+
+    def check_store(self, health: HttpAnswer) -> None:
+        body = health.body if isinstance(health.body, dict) else {}
+        if "store" not in body:
+            return  # a server from before /health named its store
+        database = (body.get("services") or {}).get("database", "?")
+        summary = f"{body['store']}, database {database}, answered by process {body.get('process', '?')}"
+        if database == "healthy":
+            self.add(Check("store", "pass", summary))
+        else:
+            self.add(Check("store", "fail", summary, [STORE_ADVICE.get(body["store"], STORE_ADVICE["sqlite"])]))
 
     async def check_flags(self) -> None:
         answer = await self.get("/_debug")
@@ -288,6 +310,29 @@ class Doctor:
         origin, api = urlsplit(self.args.origin), urlsplit(self.bases.api)
         return (origin.scheme, origin.netloc) == (api.scheme, api.netloc)
 
+    # -- two processes ------------------------------------------------------
+
+    async def check_other_process(self, health: HttpAnswer, other: Bases) -> None:
+        name = "between processes"
+        other_health = await http_call(self.session, "GET", other.api + "/health")
+        first, second = (answer.body if isinstance(answer.body, dict) else {} for answer in (health, other_health))
+        if other_health.status is None or "process" not in second:
+            self.add(Check(name, "fail", f"{other.api}/health {other_health.describe()}", [
+                "the second address must be another process of this deployment, reached directly "
+                "(e.g. http://127.0.0.1:8001), and the server there must name its process in /health",
+            ]))
+            return
+        if first.get("process") == second["process"]:
+            self.add(Check(name, "warn", f"both addresses were answered by process {second['process']}: "
+                           "nothing to compare", [
+                "give two processes' own addresses (e.g. http://127.0.0.1:8000 http://127.0.0.1:8001), "
+                "not the proxy's twice",
+            ]))
+            return
+        stores = f"{first.get('process')} ({first.get('store')}) and {second['process']} ({second.get('store')})"
+        delivery = await measure_delivery(self.session, self.bases, other, self.args.timeout)
+        self.add(judge_delivery(delivery, stores, self.bases.api, other.api))
+
     # -- production -------------------------------------------------------
 
     async def check_production(self) -> None:
@@ -370,6 +415,51 @@ class Doctor:
         return Check(name, "fail", f"{self.bases.api} is plain http", advice)
 
 
+def judge_delivery(delivery: Delivery, stores: str, first: str, second: str) -> Check:
+    name = "between processes"
+    data = {"room": delivery.room, "seconds": delivery.seconds}
+    if delivery.problem == "setup":
+        return Check(name, "fail", f"could not prepare the check through {first}: {delivery.detail}", [
+            "the check creates a room and two users through the first address; see the checks above",
+        ], data=data)
+    if delivery.problem == "first socket":
+        return Check(name, "fail", f"a socket on {first} for the check's room: {delivery.detail}", data=data)
+    if delivery.refusal is not None and delivery.refusal.close_code == 4004:
+        return Check(name, "fail", f"{stores}: the room created through {first} does not exist on {second} "
+                     f"({delivery.detail})", [
+            "the processes do not share a database: check DATABASE_URL on each (the same host, port and "
+            "database); processes share rooms only through one PostgreSQL, never through SQLite files",
+        ], data=data)
+    if delivery.problem == "second socket":
+        return Check(name, "fail", f"a socket on {second} for the check's room: {delivery.detail}", data=data)
+    if delivery.problem == "lost":
+        return Check(name, "fail", f"{stores}: messages sent on {second} did not reach a socket on {first}: "
+                     f"{delivery.detail}", [
+            "the room exists on both, so they share a database, yet delivery failed: read both servers' logs "
+            "(journalctl -u 'chat@*'); each process must reach PostgreSQL with its own connections",
+        ], data=data)
+    timing = f"{PROBES} messages sent on {second} reached {first} in {delivery.median * 1000:.0f} ms (median)"
+    if delivery.slow:
+        return Check(name, "warn", f"{stores}: delivery between processes took {delivery.median:.1f} s: "
+                     f"{timing}", [
+            "notifications are not arriving, so each process finds the other's messages only by its "
+            "one-second poll: check DATABASE_NOTIFICATIONS (true, the default) on each, and that "
+            "DATABASE_URL does not go through a pooler in transaction mode (PgBouncer), which cannot "
+            "carry LISTEN",
+        ], data=data)
+    return Check(name, "pass", f"{stores}: {timing}", data=data)
+
+
+# What to do when /health says the database does not answer, per store.
+STORE_ADVICE = {
+    "sqlite": "the database does not answer: check that DATABASE_PATH is on a writable, non-full disk "
+              "(the systemd unit keeps it in /var/lib/chat) and read the server log",
+    "postgresql": "PostgreSQL does not answer this process: check that it is running (systemctl status "
+                  "postgresql), that DATABASE_URL names its host, port, database, user and password, "
+                  "that pg_hba.conf lets this host in, and read the server log",
+}
+
+
 def flag_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -447,7 +537,9 @@ def render_json(bases: Bases, checks: list[Check]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("url", nargs="?", help="server address, http(s):// or ws(s)://; default: API_BASE / WS_BASE, else http://127.0.0.1:8000")
+    parser.add_argument("urls", nargs="*", metavar="URL", help="server address, http(s):// or ws(s)://; default: "
+                        "API_BASE / WS_BASE, else http://127.0.0.1:8000. A second address: another process of "
+                        "the same deployment, to check that the two share rooms")
     parser.add_argument("--origin", help="the front end's origin, e.g. https://app.example.com")
     parser.add_argument("--room", help="a room id to check")
     parser.add_argument("--user", help="a user id to check")
@@ -456,7 +548,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
     parser.add_argument("--insecure", action="store_true", help="accept any TLS certificate (self-signed test sites)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if len(args.urls) > 2:
+        parser.error("at most two addresses: a process, and another process of the same deployment")
+    args.url, args.other_url = (args.urls + [None, None])[:2]
+    return args
 
 
 def origin_problem(origin: str) -> str | None:
@@ -469,13 +565,15 @@ def origin_problem(origin: str) -> str | None:
 
 async def run(args: argparse.Namespace) -> int:
     bases = resolve_bases(args.url)
+    other = resolve_bases(args.other_url) if args.other_url else None
     for problem in (validate_base(bases.api), validate_base(bases.ws),
+                    validate_base(other.api) if other else None,
                     origin_problem(args.origin) if args.origin else None):
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
     async with make_session(args.timeout, args.insecure) as session:
-        checks = await Doctor(session, bases, args).run()
+        checks = await Doctor(session, bases, args, other).run()
     print(render_json(bases, checks) if args.json else render_text(bases, checks))
     return 1 if problems(checks) else 0
 
