@@ -676,6 +676,7 @@ async function refreshPresence() {
 }
 
 function renderPresence(people) {
+  people = withMyself(people);
   ui.onlineList.replaceChildren();
   for (const person of people) {
     const isMe = state.user !== null && person.user_id === state.user.id;
@@ -684,6 +685,17 @@ function renderPresence(people) {
     ui.onlineList.append(item);
   }
   ui.onlineCount.textContent = people.length ? "(" + people.length + ")" : "";
+}
+
+// Our socket is open, so we are online. With several server processes the
+// presence request may reach one that has not yet seen our socket (its process
+// records it a moment after greeting us): add ourselves rather than wait.
+function withMyself(people) {
+  const me = state.user;
+  const open = state.socket !== null && state.socket.readyState === WebSocket.OPEN;
+  if (me === null || !open || people.some((person) => person.user_id === me.id)) return people;
+  const all = people.concat([{ user_id: me.id, username: me.username, connections: 1 }]);
+  return all.sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0));
 }
 
 // ---------------------------------------------------------------- start
