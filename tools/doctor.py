@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from _cross_process import PROBES, Delivery, measure_delivery
 from _checks import (
     NGINX_UPGRADE_LINES,
     Bases,
@@ -48,6 +47,7 @@ from _checks import (
     socket_url,
     validate_base,
 )
+from _cross_process import PROBES, Delivery, measure_delivery
 
 # An origin no real deployment allows: if the server lets it through, it
 # lets every site through.
