@@ -223,8 +223,8 @@ async def test_doctor_finds_no_problem_with_a_healthy_server(server: ServerProce
     assert text.lines[-1] == "no problems found"
     assert report["ok"] is True and report["problems"] == 0
     assert statuses(report) == [
-        ("reachable", "pass"), ("healthy", "pass"), ("flags", "info"), ("websocket", "pass")]
-    flags = report["checks"][2]["data"]
+        ("reachable", "pass"), ("healthy", "pass"), ("store", "pass"), ("flags", "info"), ("websocket", "pass")]
+    flags = report["checks"][3]["data"]
     assert flags["environment"] == "development" and flags["auto_create_on_ws"] is False
 
 
@@ -237,8 +237,8 @@ async def test_doctor_connects_a_real_room_and_user(server: ServerProcess) -> No
     report = (await run_tool(DOCTOR, server.url, "--room", room["id"], "--user", user["id"], "--json")).json()
 
     assert report["ok"] is True
-    assert statuses(report)[3:] == [("room", "pass"), ("user", "pass"), ("websocket", "pass")]
-    assert report["checks"][5]["summary"].endswith("upgraded (101) and received 'user_joined'")
+    assert statuses(report)[4:] == [("room", "pass"), ("user", "pass"), ("websocket", "pass")]
+    assert report["checks"][6]["summary"].endswith("upgraded (101) and received 'user_joined'")
 
 
 async def test_doctor_explains_an_unknown_room(server: ServerProcess) -> None:
@@ -274,7 +274,7 @@ async def test_doctor_shows_the_proxy_lines_when_the_upgrade_is_dropped(
     assert "         proxy_set_header Upgrade $http_upgrade;" in text.lines
     assert "         proxy_set_header Connection $connection_upgrade;" in text.lines
     assert statuses(report) == [
-        ("reachable", "pass"), ("healthy", "pass"), ("flags", "info"), ("websocket", "fail")]
+        ("reachable", "pass"), ("healthy", "pass"), ("store", "pass"), ("flags", "info"), ("websocket", "fail")]
     websocket = report["checks"][-1]
     assert websocket["advice"][0] == (
         "a proxy between you and the server does not forward the Upgrade and Connection "
@@ -299,7 +299,7 @@ async def test_doctor_explains_a_refused_origin(start_server: StartServer) -> No
     assert checks["websocket"]["summary"].endswith("upgraded (101), then closed with 4003 Origin not allowed")
     assert checks["websocket"]["advice"][0].startswith("the page's Origin is not allowed: add it to CORS_ORIGINS")
     assert allowed.status == 0, allowed.out
-    assert statuses(allowed.json())[3:] == [("cors", "pass"), ("websocket", "pass")]
+    assert statuses(allowed.json())[4:] == [("cors", "pass"), ("websocket", "pass")]
 
 
 async def test_doctor_translates_4001_for_a_socket_without_its_token(start_server: StartServer) -> None:
