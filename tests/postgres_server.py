@@ -26,7 +26,8 @@ class PostgresServer:
     in a folder of their own outside pytest's (whose parents are closed to other users).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable  # fsync as a deployment would (the benchmark); tests skip it
         self.folder = Path(tempfile.mkdtemp(prefix="chat-pg-"))
         self.data = self.folder / "data"
         self.log = self.folder / "server.log"
@@ -43,10 +44,11 @@ class PostgresServer:
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def start(self) -> PostgresServer:
-        # No fsync: these databases live for one test run. A commit still reaches the OS before it is
-        # acknowledged (synchronous_commit stays on), so a restart, as a crash, keeps every commit.
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off -c max_connections=300")
+        # No fsync for tests: their databases live for one test run. A commit still reaches the OS before
+        # it is acknowledged (synchronous_commit stays on), so a restart, as a crash, keeps every commit.
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.log), "-o", options, "start")
         return self
 
@@ -57,6 +59,10 @@ class PostgresServer:
         """Stop at once, as a crash or a failover would, and start again on the same port."""
         self.stop("immediate")
         self.start()
+
+    def pid(self) -> int:
+        """The postmaster's process id; every backend is its child."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
