@@ -1,16 +1,20 @@
 """The bare in-memory aiohttp broadcast server that every run is compared with.
 
-It speaks the subset of API.md that the benchmark uses, the naive way: plain
-dicts, and `await ws.send_json(...)` to each socket of the room in turn, which
-encodes the frame again for every recipient. WebSocketResponse keeps its
-defaults (so no heartbeat); the load generator does not offer
-permessage-deflate, so neither server compresses. The only departures, for
-fairness: no access log (the server under test runs with LOG_LEVEL=WARNING),
-and a /health route so that start-up can be detected.
+It speaks the subset of API.md that the benchmark uses, as a careful aiohttp
+user would write it: plain dicts, each frame encoded once per message and
+`await ws.send_str(text)` to each socket of the room in turn. With `--naive`
+it is the first baseline of issue 6 instead, `await ws.send_json(frame)` to
+each socket, which encodes the frame again for every recipient; the benchmark
+keeps it as a second reference. WebSocketResponse keeps its defaults (so no
+heartbeat); the load generator does not offer permessage-deflate, so neither
+server compresses. The only departures, for fairness: no access log (the
+server under test runs with LOG_LEVEL=WARNING), and a /health route so that
+start-up can be detected.
 """
 
 import argparse
 import itertools
+import json
 import secrets
 import uuid
 from datetime import datetime, timezone
@@ -23,7 +27,8 @@ def utc_now() -> str:
 
 
 class State:
-    def __init__(self) -> None:
+    def __init__(self, naive: bool) -> None:
+        self.naive = naive  # encode each frame again for every socket, as the first baseline did
         self.users: dict[str, dict] = {}
         self.rooms: dict[str, dict] = {}
         self.sockets: dict[str, set[web.WebSocketResponse]] = {}
@@ -88,9 +93,13 @@ async def recent_messages(request: web.Request) -> web.Response:
 
 
 async def broadcast(state: State, room_id: str, frame: dict) -> None:
+    text = None if state.naive else json.dumps(frame)
     for ws in list(state.sockets.get(room_id, ())):
         try:
-            await ws.send_json(frame)
+            if text is None:
+                await ws.send_json(frame)
+            else:
+                await ws.send_str(text)
         except ConnectionError:
             pass
 
@@ -131,9 +140,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def create_app() -> web.Application:
+def create_app(naive: bool = False) -> web.Application:
     app = web.Application()
-    app[state_key] = State()
+    app[state_key] = State(naive)
     app.router.add_get("/health", health)
     app.router.add_post("/users", create_user)
     app.router.add_post("/rooms", create_room)
@@ -147,8 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--naive", action="store_true", help="encode each frame again for every socket (send_json)")
     args = parser.parse_args()
-    web.run_app(create_app(), host=args.host, port=args.port, access_log=None, print=None)
+    web.run_app(create_app(args.naive), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from bench.servers import OURS_PG, OURS_PG3
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -28,6 +30,9 @@ class Sizes:
     durability_rate: float = 1000.0  # messages/s while the server is killed
     durability_duration_s: float = 3.0
     durability_kill_after_s: float = 1.0
+    postgres_kinds: tuple[str, ...] = (OURS_PG, OURS_PG3)  # measured beside SQLite when PostgreSQL is installed
+    ordering_writers: int = 32  # concurrent add_message() callers over three PostgresStores (PostgreSQL only)
+    ordering_seconds: float = 5.0
 
 
 FULL = Sizes()
@@ -52,4 +57,7 @@ QUICK = Sizes(
     durability_rate=200.0,
     durability_duration_s=1.0,
     durability_kill_after_s=0.5,
+    postgres_kinds=(OURS_PG3,),  # the smoke's PostgreSQL path: three processes cover one, and time is short
+    ordering_writers=4,
+    ordering_seconds=0.5,
 )

@@ -4,10 +4,11 @@ import itertools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from bench.config import Sizes
 from bench.progress import Progress
+from bench.servers import BASELINE, NAIVE, OURS
 
 
 def _loopback_addresses() -> Iterator[str]:
@@ -26,6 +27,9 @@ class Context:
     source_ips: Iterator[str] = field(default_factory=_loopback_addresses)
     baseline_max_rate: float | None = None  # messages/s, set by the 10-room fan-out
     server_root: Path = Path(__file__).resolve().parent.parent  # where the server under test's run.py is
+    before_root: Path | None = None  # a checkout of the commit before PostgreSQL, measured as OURS_BEFORE
+    room_kinds: tuple[str, ...] = (BASELINE, NAIVE, OURS)  # the servers of the fan-out and latency scenarios
+    postgres: Any = None  # a running pgserver.PostgresServer, when PostgreSQL is measured
 
     def next_source_ip(self) -> str:
         return next(self.source_ips)

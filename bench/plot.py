@@ -1,4 +1,4 @@
-"""Latency percentiles of both servers as a small hand-written SVG (no plotting library needed)."""
+"""Latency percentiles of every server as a small hand-written SVG (no plotting library needed)."""
 
 import math
 from array import array
@@ -7,7 +7,8 @@ from html import escape
 from bench.stats import percentile
 
 PERCENTILES = (50, 75, 90, 95, 99, 99.5, 99.9)
-COLOURS = {"baseline": "#888888", "ours": "#1f77b4"}
+COLOURS = {"baseline": "#888888", "naive": "#bbbbbb", "ours-before": "#9ecae1", "ours": "#1f77b4",
+           "ours-pg": "#2ca02c", "ours-pg×3": "#d62728"}
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 400, 70, 20, 40, 50
 
 

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable, Sequence
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -100,10 +101,11 @@ def tcp_data_segments_out(pid: int) -> int:
 
 
 class CpuMeter:
-    """Server CPU spent between start() and stop(), and the file writes and TCP segments made meanwhile."""
+    """CPU spent by some processes (and their children) between start() and stop(), summed, and the file
+    writes and TCP segments they made meanwhile."""
 
-    def __init__(self, pid: int, count_segments: bool = False) -> None:
-        self.pid = pid
+    def __init__(self, pids: int | Sequence[int], count_segments: bool = False) -> None:
+        self.pids = [pids] if isinstance(pids, int) else list(pids)
         self.count_segments = count_segments and shutil.which("ss") is not None
         self.segments_begin = 0
         self.segments: int | None = None
@@ -112,15 +114,18 @@ class CpuMeter:
         self.writes_begin = 0
         self.writes = 0
 
+    def _sum(self, measure: Callable[[int], float]) -> float:
+        return sum(measure(pid) for pid in self.pids)
+
     def start(self) -> None:
         if self.count_segments:
-            self.segments_begin = tcp_data_segments_out(self.pid)
-        self.writes_begin = write_syscalls(self.pid)
-        self.begin = cpu_seconds(self.pid)
+            self.segments_begin = int(self._sum(tcp_data_segments_out))
+        self.writes_begin = int(self._sum(write_syscalls))
+        self.begin = self._sum(cpu_seconds)
 
     def stop(self) -> float:
-        self.seconds = cpu_seconds(self.pid) - self.begin
-        self.writes = write_syscalls(self.pid) - self.writes_begin
+        self.seconds = self._sum(cpu_seconds) - self.begin
+        self.writes = int(self._sum(write_syscalls)) - self.writes_begin
         if self.count_segments:
-            self.segments = tcp_data_segments_out(self.pid) - self.segments_begin
+            self.segments = int(self._sum(tcp_data_segments_out)) - self.segments_begin
         return self.seconds

@@ -74,7 +74,8 @@ def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> 
     if args.what == "fanout":
         rooms, clients = (int(n) for n in args.shape.split("x"))
         plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages)
-        summary, _ = drive(ctx, server, plans, "profile", mode="fanout", messages_per_sender=args.messages,
+        summary, _ = drive(ctx, servers.Cluster(args.kind, [server]), plans, "profile", mode="fanout",
+                           messages_per_sender=args.messages,
                            window=ctx.sizes.window, deadline_s=300)
         return summary["deliveries"], "deliveries"
     if args.what == "latency":
@@ -83,7 +84,8 @@ def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> 
         per_sender = int(args.rate / senders * ctx.sizes.latency_duration_s)
         plans = plan_rooms(server, rooms, clients, ctx.sizes.senders_per_room,
                            ctx.sizes.senders_per_room * per_sender)
-        summary, _ = drive(ctx, server, plans, "profile", mode="rate", messages_per_sender=per_sender,
+        summary, _ = drive(ctx, servers.Cluster(args.kind, [server]), plans, "profile", mode="rate",
+                           messages_per_sender=per_sender,
                            rate_per_sender=args.rate / senders, senders_in_run=senders,
                            warmup_s=ctx.sizes.latency_warmup_s, deadline_s=ctx.sizes.latency_duration_s + 60)
         return summary["deliveries"], "deliveries"
@@ -112,7 +114,7 @@ def profile_memory(args: argparse.Namespace) -> int:
             plans = [wsload.SocketPlan(room, user) for room in rooms for user in users][: args.sockets]
             time.sleep(1.0)
             os.kill(server.pid, signal.SIGUSR1)
-            jobs = [wsload.WsJob(mode="idle", port=server.port, source_ip=ctx.next_source_ip(), sockets=part,
+            jobs = [wsload.WsJob(mode="idle", ports=(server.port,), source_ip=ctx.next_source_ip(), sockets=part,
                                  connect_concurrency=16) for part in split(plans, 2)]
             with WorkerGroup(wsload.worker_main, jobs) as group:
                 group.gather("ready", timeout=300)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("fanout", "latency", "get", "post", "idle"))
     parser.add_argument("--sockets", type=int, default=3000, help="idle sockets")
-    parser.add_argument("--kind", choices=(servers.OURS, servers.BASELINE), default=servers.OURS)
+    parser.add_argument("--kind", choices=(servers.OURS, servers.BASELINE, servers.NAIVE), default=servers.OURS)
     parser.add_argument("--shape", default="10x20", help="fan-out rooms x clients")
     parser.add_argument("--messages", type=int, default=500, help="fan-out messages per sender")
     parser.add_argument("--rate", type=float, default=2300.0, help="latency: messages per second offered")

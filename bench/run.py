@@ -1,8 +1,9 @@
-"""The benchmark of issue 6, in one command: python -m bench.run [--quick] [--only ...] [--repeats N].
+"""The benchmark of issues 6 and 10, in one command: python -m bench.run [--quick] [--only ...] [--repeats N].
 
-Runs each scenario against the bare in-memory baseline and the chat server, in
-alternating runs, and writes results/latest.json, results/latest.md (printed
-too) and results/latency.svg.
+Runs each scenario against the bare in-memory baselines and the chat server (on
+SQLite, and on PostgreSQL in one and in three processes when PostgreSQL is
+installed), in alternating runs, and writes results/latest.json,
+results/latest.md (printed too) and results/latency.svg.
 """
 
 import argparse
@@ -17,8 +18,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python bench/run.py` works as well as `python -m bench.run`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import machine, plot, report, suite  # noqa: E402
-from bench.config import FULL, QUICK  # noqa: E402
+from bench import machine, pgserver, plot, report, servers, suite  # noqa: E402
+from bench.config import FULL, QUICK, Sizes  # noqa: E402
 from bench.context import Context  # noqa: E402
 from bench.limits import raise_open_files  # noqa: E402
 from bench.progress import Progress  # noqa: E402
@@ -37,6 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server-tree", type=Path, default=REPO_ROOT,
                         help="checkout whose run.py is the server under test, e.g. a `git worktree` of one commit "
                              "(default: this one)")
+    parser.add_argument("--before-tree", type=Path,
+                        help="a checkout of an earlier commit, measured beside --server-tree on SQLite in the "
+                             "fan-out and latency scenarios (\"ours-before\"), e.g. the commit before PostgreSQL")
+    parser.add_argument("--no-postgres", action="store_true", help="measure SQLite only")
+    parser.add_argument("--latency-rate", type=float,
+                        help="messages/s offered in the latency scenario (default: half the baseline's fan-out max)")
     args = parser.parse_args(argv)
     unknown = set(args.only.split(",")) - set(suite.SCENARIOS)
     if unknown:
@@ -53,13 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = dataclasses.replace(sizes, repeats=args.repeats, latency_repeats=args.repeats)
+    if args.latency_rate:
+        sizes = dataclasses.replace(sizes, latency_from_fanout=False, default_latency_rate=args.latency_rate)
     raise_open_files()  # inherited by the servers and the load-generator processes
     names = [name for name in suite.SCENARIOS if name in args.only.split(",")]
     started, began = datetime.now(timezone.utc), time.monotonic()
     progress = Progress()
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as workdir:
-        ctx = Context(sizes, Path(workdir), progress, server_root=args.server_tree.resolve())
-        scenarios = suite.run_all(ctx, names)
+        ctx = Context(sizes, Path(workdir), progress, server_root=args.server_tree.resolve(),
+                      before_root=args.before_tree.resolve() if args.before_tree else None,
+                      room_kinds=room_kinds(args, sizes))
+        try:
+            if not args.no_postgres and {"fanout", "latency", "ordering"} & set(names):
+                ctx.postgres = pgserver.start_durable() if pgserver.available() else None
+                if ctx.postgres is None:
+                    ctx.room_kinds = tuple(k for k in ctx.room_kinds if k not in servers.POSTGRES_KINDS)
+            scenarios = suite.run_all(ctx, names)
+        finally:
+            if ctx.postgres:
+                ctx.postgres.remove()
     progress.finish()
     latencies = scenarios.get("latency", {}).pop("all_latencies_us", None)
     result = {
@@ -68,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": time.monotonic() - began,
         "machine": machine.describe(),
         "server_commit": machine.commit_of(args.server_tree),
+        "before_commit": machine.commit_of(args.before_tree) if args.before_tree else None,
+        "postgres": "fsync on, synchronous_commit on" if ctx.postgres else None,
         "sizes": dataclasses.asdict(sizes),
         "scenarios": scenarios,
     }
@@ -79,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         result["latency_percentiles_ms"] = plot.percentile_curves(latencies)
     write(args.out, result)
     return 0 if result["all_correct"] else 1
+
+
+def room_kinds(args: argparse.Namespace, sizes: Sizes) -> tuple[str, ...]:
+    """The servers of the fan-out and latency scenarios, in the order of their first runs."""
+    kinds = [servers.BASELINE, servers.NAIVE]
+    if args.before_tree:
+        kinds.append(servers.OURS_BEFORE)
+    kinds.append(servers.OURS)
+    if not args.no_postgres:
+        kinds += sizes.postgres_kinds
+    return tuple(kinds)
 
 
 def write(out: Path, result: dict) -> None:

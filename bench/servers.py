@@ -1,4 +1,4 @@
-"""Start and stop the two servers as subprocesses on a fresh port each time."""
+"""Start and stop the servers as subprocesses on a fresh port each time, alone or as a cluster on PostgreSQL."""
 
 import contextlib
 import json
@@ -11,15 +11,23 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 if TYPE_CHECKING:
     from bench.context import Context
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-BASELINE = "baseline"
-OURS = "ours"
+BASELINE = "baseline"        # in memory, each frame encoded once (what a careful aiohttp user writes)
+NAIVE = "naive"              # in memory, each frame encoded again per socket (issue 6's baseline)
+OURS = "ours"                # run.py on SQLite, one process
+OURS_BEFORE = "ours-before"  # the same, from --before-tree (the commit before PostgreSQL)
+OURS_PG = "ours-pg"          # run.py on PostgreSQL, one process
+OURS_PG3 = "ours-pg×3"       # three run.py processes on one PostgreSQL database, clients spread over them
+KINDS = (BASELINE, NAIVE, OURS_BEFORE, OURS, OURS_PG, OURS_PG3)
+OURS_KINDS = (OURS_BEFORE, OURS, OURS_PG, OURS_PG3)  # the chat server, whose every run must lose nothing
+PROCESSES = {OURS_PG3: 3}
+POSTGRES_KINDS = (OURS_PG, OURS_PG3)
 
 # What the benchmark turns off in the server under test, as API.md allows.
 OURS_ENV = {"RATE_LIMIT_PER_SECOND": "0", "MAX_CONNECTIONS_PER_USER": "0", "LOG_LEVEL": "WARNING"}
@@ -43,12 +51,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def command(kind: str, port: int, db_path: Path | None, snapshots: Path | None = None) -> list[str]:
+@dataclass
+class Cluster:
+    """The server processes of one run (one, or three on PostgreSQL), and PostgreSQL's postmaster if any."""
+    kind: str
+    servers: list[Server]
+    postgres_pid: int | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.pid for server in self.servers]
+
+
+def command(kind: str, port: int, store: Sequence[str], snapshots: Path | None = None) -> list[str]:
     """The server's command line; with `snapshots`, under tracemalloc (see traced_server.py)."""
     python = [sys.executable] if snapshots is None else [sys.executable, "-m", "bench.traced_server", str(snapshots)]
-    if kind == BASELINE:
-        return [*python, "-m", "bench.baseline_server", "--host", HOST, "--port", str(port)]
-    return [*python, "run.py", "--host", HOST, "--port", str(port), "--db", str(db_path)]
+    if kind in (BASELINE, NAIVE):
+        naive = ["--naive"] if kind == NAIVE else []
+        return [*python, "-m", "bench.baseline_server", "--host", HOST, "--port", str(port), *naive]
+    return [*python, "run.py", "--host", HOST, "--port", str(port), *store]
+
+
+def server_root(kind: str, ctx: "Context") -> Path:
+    if kind == OURS_BEFORE:
+        return ctx.before_root
+    return ctx.server_root if kind in OURS_KINDS else REPO_ROOT
 
 
 # Never a proxy from the environment: all traffic stays on this machine.
@@ -83,18 +110,19 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 @contextlib.contextmanager
 def running(kind: str, ctx: "Context", db_path: Path | None = None, timeout: float = 30.0,
-            snapshots: Path | None = None) -> Iterator[Server]:
+            snapshots: Path | None = None, database_url: str | None = None) -> Iterator[Server]:
     """A server of that kind, stopped (SIGINT, then SIGKILL) on leaving."""
     workdir, port = ctx.workdir, free_port()
-    if kind == OURS and db_path is None:
-        db_path = workdir / f"chat-{port}.db"
+    if database_url:
+        store = ["--database-url", database_url]
+    else:
+        store = ["--db", str(db_path or workdir / f"chat-{port}.db")]
     log_path = workdir / f"{kind}-{port}.log"
-    env = {**os.environ, **(OURS_ENV if kind == OURS else {})}
+    env = {**os.environ, **(OURS_ENV if kind in OURS_KINDS else {})}
     with open(log_path, "wb") as log:
         began = time.monotonic()
         # The server under test runs from ctx.server_root (a checkout of the commit to measure).
-        proc = subprocess.Popen(command(kind, port, db_path, snapshots), cwd=ctx.server_root if kind == OURS else REPO_ROOT,
-                                env=env,
+        proc = subprocess.Popen(command(kind, port, store, snapshots), cwd=server_root(kind, ctx), env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         try:
@@ -104,6 +132,19 @@ def running(kind: str, ctx: "Context", db_path: Path | None = None, timeout: flo
         yield Server(kind, proc.pid, port, time.monotonic() - began)
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def running_cluster(kind: str, ctx: "Context") -> Iterator[Cluster]:
+    """The processes of that kind; on PostgreSQL, a new database that all of them share."""
+    with contextlib.ExitStack() as stack:
+        database_url, postgres_pid = None, None
+        if kind in POSTGRES_KINDS:
+            database_url, postgres_pid = ctx.postgres.new_database(), ctx.postgres.pid()
+        # One after the other: the first applies the migrations, the others find them done.
+        members = [stack.enter_context(running(kind, ctx, database_url=database_url))
+                   for _ in range(PROCESSES.get(kind, 1))]
+        yield Cluster(kind, members, postgres_pid)
 
 
 def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -8,7 +8,9 @@ Modes:
   receivers record the latency of every message;
 - idle: sockets connect and sit.
 Every socket checks what it gets: each seq once, in increasing order, and all
-of the room's messages.
+of the room's messages. Sockets may be spread over several server processes
+(one port each); a message names the process its sender used, so that the
+latency of deliveries from one process to another is also kept apart.
 """
 
 import asyncio
@@ -29,12 +31,13 @@ class SocketPlan:
     user_id: str
     expected: int = 0  # chat messages this socket must receive
     sender: int = -1  # a number unique in the run, or -1 for a socket that only listens
+    server: int = 0  # which of the job's ports (server processes) this socket connects to
 
 
 @dataclass
 class WsJob:
     mode: str  # "fanout" | "rate" | "idle"
-    port: int
+    ports: tuple[int, ...]  # one per server process; a socket's plan says which
     source_ip: str
     sockets: list[SocketPlan]
     messages_per_sender: int = 0
@@ -53,6 +56,7 @@ class Tally:
     duplicates: int = 0
     order_violations: int = 0
     latencies_us: array = field(default_factory=lambda: array("I"))
+    cross_latencies_us: array = field(default_factory=lambda: array("I"))  # sent through another process
     errors: list[str] = field(default_factory=list)
     measure_from_ns: int = 1 << 62  # latencies of messages sent before this are warm-up
     incomplete: int = 0  # sockets still waiting for some of their room's messages
@@ -110,16 +114,20 @@ class Peer:
         self.seen.add(seq)
         if len(self.seen) == self.plan.expected:
             tally.one_complete()
-        sender, number, sent_ns = (int(part) for part in frame["content"].split())
+        sender, number, sent_ns, via = (int(part) for part in frame["content"].split())
         if sent_ns >= tally.measure_from_ns:
-            tally.latencies_us.append(min((now - sent_ns) // 1000, 0xFFFFFFFF))
+            latency = min((now - sent_ns) // 1000, 0xFFFFFFFF)
+            tally.latencies_us.append(latency)
+            if via != self.plan.server:
+                tally.cross_latencies_us.append(latency)
         if sender == self.plan.sender:
             self.acked = max(self.acked, number + 1)
             if self.pumping:
                 self.pump()
 
     def send_next(self) -> None:
-        self.client.send_text(json.dumps({"content": f"{self.plan.sender} {self.sent} {time.monotonic_ns()}"}))
+        content = f"{self.plan.sender} {self.sent} {time.monotonic_ns()} {self.plan.server}"
+        self.client.send_text(json.dumps({"content": content}))
         self.sent += 1
 
     def pump(self) -> None:
@@ -138,7 +146,7 @@ def max_seq_by_room(peers: list[Peer]) -> dict[str, int]:
 async def open_peer(job: WsJob, peer: Peer, gate: asyncio.Semaphore) -> None:
     path = f"/ws/{peer.plan.room_id}/{peer.plan.user_id}"
     async with gate:
-        peer.client = await wsclient.connect(job.host, job.port, path, peer.on_text, job.source_ip)
+        peer.client = await wsclient.connect(job.host, job.ports[peer.plan.server], path, peer.on_text, job.source_ip)
         try:
             await asyncio.wait_for(asyncio.shield(peer.joined), 30)
         except asyncio.TimeoutError:
@@ -224,6 +232,7 @@ async def serve(job: WsJob, pipe, counters, index: int) -> None:
             "max_seq_by_room": max_seq_by_room(peers),
             "errors": tally.errors,
             "latencies_us": tally.latencies_us.tobytes(),
+            "cross_latencies_us": tally.cross_latencies_us.tobytes(),
         }))
         command = await loop.run_in_executor(None, pipe.recv)
     for peer in peers:

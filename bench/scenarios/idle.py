@@ -26,7 +26,7 @@ def run_once(ctx: Context, kind: str) -> dict:
         users = api.create_users(server.url, room_size)
         room_ids = api.create_rooms(server.url, rooms)
         plans = [wsload.SocketPlan(room_id, user) for room_id in room_ids for user in users][:wanted]
-        jobs = [wsload.WsJob(mode="idle", port=server.port, source_ip=ctx.next_source_ip(), sockets=part,
+        jobs = [wsload.WsJob(mode="idle", ports=(server.port,), source_ip=ctx.next_source_ip(), sockets=part,
                              connect_concurrency=IDLE_CONNECTS_IN_FLIGHT // sizes.idle_workers)
                 for part in split(plans, sizes.idle_workers)]
         time.sleep(1.0)

@@ -6,12 +6,15 @@ from array import array
 from bench import api, servers, wsload
 from bench.context import Context
 from bench.procstat import CpuMeter
-from bench.servers import Server
+from bench.servers import Cluster, Server
 from bench.stats import latency_summary_ms, merge_latencies
 from bench.workers import WorkerGroup, split
 
 
-def plan_rooms(server: Server, rooms: int, clients: int, senders: int, expected: int) -> list[wsload.SocketPlan]:
+def plan_rooms(server: Server, rooms: int, clients: int, senders: int, expected: int,
+               processes: int = 1) -> list[wsload.SocketPlan]:
+    """Users and rooms made through `server`; sockets spread round robin over `processes` server processes,
+    counted across rooms, so that every process has senders and the receivers of a room sit on every one."""
     users = api.create_users(server.url, rooms * clients)
     room_ids = api.create_rooms(server.url, rooms)
     plans, sender_number = [], 0
@@ -20,7 +23,8 @@ def plan_rooms(server: Server, rooms: int, clients: int, senders: int, expected:
             sender = -1
             if c < senders:
                 sender, sender_number = sender_number, sender_number + 1
-            plans.append(wsload.SocketPlan(room_id, users[r * clients + c], expected, sender))
+            index = r * clients + c
+            plans.append(wsload.SocketPlan(room_id, users[index], expected, sender, server=index % processes))
     return plans
 
 
@@ -29,28 +33,35 @@ def latest_seq(server: Server, room_id: str) -> int:
     return page[-1]["seq"] if page else 0
 
 
-def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: str,
+def drive(ctx: Context, cluster: Cluster, plans: list[wsload.SocketPlan], label: str,
           **job_fields) -> tuple[dict, array]:
-    """Connect every planned socket, run the traffic, and measure the server over it."""
-    jobs = [wsload.WsJob(port=server.port, source_ip=ctx.next_source_ip(), sockets=part, **job_fields)
+    """Connect every planned socket, run the traffic, and measure the server processes (and PostgreSQL) over it."""
+    ports = tuple(server.port for server in cluster.servers)
+    jobs = [wsload.WsJob(ports=ports, source_ip=ctx.next_source_ip(), sockets=part, **job_fields)
             for part in split(plans, ctx.sizes.ws_workers)]
     expected = sum(plan.expected for plan in plans)
     ctx.progress.stage(f"{label}: connecting {len(plans)} sockets")
     with WorkerGroup(wsload.worker_main, jobs, ctx.progress) as group:
         group.gather("ready", timeout=120, total=len(plans))
         time.sleep(0.5)  # the last user_joined broadcasts settle before the meter starts
-        meter = CpuMeter(server.pid, count_segments=True)
+        meter = CpuMeter(cluster.pids, count_segments=True)
+        postgres = CpuMeter(cluster.postgres_pid) if cluster.postgres_pid else None
         ctx.progress.stage(f"{label}: deliveries")
         meter.start()
+        if postgres:
+            postgres.start()
         began = time.monotonic()
         group.send_all("go", time.monotonic_ns())
         results = group.gather("done", timeout=jobs[0].deadline_s + 30, total=expected)
         wall = time.monotonic() - began
         cpu = meter.stop()
-        stored = {room: latest_seq(server, room) for room in {plan.room_id for plan in plans}}
+        postgres_cpu = postgres.stop() if postgres else None
+        first = cluster.servers[0]
+        stored = {room: latest_seq(first, room) for room in {plan.room_id for plan in plans}}
     unique = sum(r["unique"] for r in results)
     messages = sum(r["sent"] for r in results)
     summary = {
+        "processes": len(cluster.servers),
         "sockets": len(plans),
         "messages": messages,
         "deliveries": unique,
@@ -62,7 +73,9 @@ def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: s
         "history_complete": all(stored[plan.room_id] == plan.expected for plan in plans),
         "wall_s": wall,
         "server_cpu_s": cpu,
+        # Summed over the server processes; PostgreSQL's own processes apart, in the next measure.
         "server_cpu_us_per_delivery": cpu / unique * 1e6 if unique else float("nan"),
+        "postgres_cpu_us_per_delivery": postgres_cpu / unique * 1e6 if unique and postgres else None,
         "server_tcp_segments_per_delivery": meter.segments / unique if unique and meter.segments else None,
         "server_file_writes_per_message": meter.writes / messages if messages else float("nan"),
         "messages_per_s": messages / wall if wall else 0.0,
@@ -71,4 +84,7 @@ def drive(ctx: Context, server: Server, plans: list[wsload.SocketPlan], label: s
     }
     latencies = merge_latencies(r["latencies_us"] for r in results)
     summary.update({f"latency_{key}": value for key, value in latency_summary_ms(latencies).items()})
+    if len(cluster.servers) > 1:
+        cross = merge_latencies(r["cross_latencies_us"] for r in results)
+        summary.update({f"cross_latency_{key}": value for key, value in latency_summary_ms(cross).items()})
     return summary, latencies
