@@ -5,7 +5,10 @@ message takes its seq by updating its room's row in the statement that stores
 it, so writers to one room, on any process, commit in seq order and without
 gaps. The messages table is the log: each process reads the new messages of
 the rooms it follows (those with a socket or a cached page here) by room and
-seq. LISTEN/NOTIFY only wakes processes early; a poll every POLL_SECONDS
+seq. A commit's notification (LISTEN/NOTIFY) carries its messages when they
+fit in a payload, so the other processes deliver them without reading them
+back, but only when they are the room's next: anything else (a gap, messages
+too big to carry) is read from the table, and a poll every POLL_SECONDS
 catches up whatever a notification missed (a listener that was reconnecting,
 notifications turned off), so delivery never depends on them.
 
@@ -35,7 +38,8 @@ from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, mi
 
 log = logging.getLogger(__name__)
 
-MESSAGES_CHANNEL = "chat_messages"  # payload "SEQ ROOM_ID": a room has a new message
+MESSAGES_CHANNEL = "chat_messages"  # payload: a room's new messages as JSON, or "SEQ ROOM_ID" when too big
+NOTICE_LIMIT = 7900                 # bytes; PostgreSQL refuses a NOTIFY payload of 8000
 EVENTS_CHANNEL = "chat_events"      # payload JSON: a join or leave notice for a room's sockets elsewhere
 POLL_SECONDS = 1.0                  # how often followed rooms are checked for messages no notification announced
 HEARTBEAT_SECONDS = 5.0             # how often a process says it is alive
@@ -68,9 +72,10 @@ LOCK_ROOMS = "SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[]) ORDER BY
 STORE_MESSAGES = f"""
     WITH stored AS (INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
                     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]))
-    UPDATE rooms SET last_seq = last.seq FROM unnest($7::text[], $8::bigint[]) AS last (id, seq)
+    UPDATE rooms SET last_seq = last.seq
+    FROM unnest($7::text[], $8::bigint[], $9::text[]) AS last (id, seq, notice)
     WHERE rooms.id = last.id
-    RETURNING pg_notify('{MESSAGES_CHANNEL}', last.seq || ' ' || last.id)
+    RETURNING pg_notify('{MESSAGES_CHANNEL}', last.notice)
 """
 MAX_GROUP = 1000  # messages in one transaction at most
 ALIVE = f"last_seen > now() - interval '{PROCESS_TIMEOUT_SECONDS:g} seconds'"
@@ -245,7 +250,7 @@ class PostgresStore:
                 message["seq"] = last[message["room_id"]]
             columns = ("room_id", "seq", "id", "user_id", "content", "timestamp")
             await conn.execute(STORE_MESSAGES, *([message[column] for message in stored] for column in columns),
-                               list(last), list(last.values()))
+                               list(last), list(last.values()), [_notice(stored, room_id) for room_id in last])
 
     # Following rooms: every process delivers every message of the rooms it follows -------
 
@@ -341,10 +346,20 @@ class PostgresStore:
                 conn.terminate()
 
     def _message_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        seq, _, room_id = payload.partition(" ")
+        """Deliver the messages a notice carries if they are the room's next ones; else read the table."""
+        if payload.startswith("["):
+            messages = json.loads(payload)
+            room_id, last_seq = messages[0]["room_id"], messages[-1]["seq"]
+        else:
+            messages, (seq, _, room_id) = [], payload.partition(" ")
+            last_seq = int(seq)
         delivered = self._delivered.get(room_id)
-        if delivered is not None and int(seq) > delivered:
-            self._read_new(room_id)
+        if delivered is None or last_seq <= delivered:
+            return  # not followed here, or delivered already (stored here, or read)
+        if messages and messages[0]["seq"] <= delivered + 1:
+            self._deliver([message for message in messages if message["seq"] > delivered])
+        else:
+            self._read_new(room_id)  # a gap (a notice missed), or messages too big to carry
 
     def _event_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         event = json.loads(payload)
@@ -518,6 +533,16 @@ class PostgresStore:
 
 
 POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgresql"
+
+
+def _notice(messages: list[dict[str, Any]], room_id: str) -> str:
+    """The NOTIFY payload for a room's messages of one commit: the messages themselves, so that the
+    other processes need not read them back, unless they are too big; then "SEQ ROOM_ID", a wake-up."""
+    mine = [message for message in messages if message["room_id"] == room_id]
+    notice = frames.to_json(mine)
+    if len(notice.encode()) < NOTICE_LIMIT:
+        return notice
+    return f"{mine[-1]['seq']} {room_id}"
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

@@ -284,3 +284,26 @@ async def test_a_process_stopping_tells_the_others_its_sockets_left(cluster):
             second.stop()  # SIGTERM: bob's socket is closed with 1001
             left = await alice.receive_json(timeout=TIMEOUT)
             assert left == {**left, "type": "user_left", "user_id": users[1]}
+
+
+async def test_messages_too_big_for_a_notification_still_reach_every_process(cluster):
+    first, second, _ = cluster()
+    big = "é" * 4000  # 8 KB of UTF-8, 16 KB escaped: more than a NOTIFY may carry
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{first.url}/rooms", json={"name": "lobby"}) as resp:
+            room_id = (await resp.json())["id"]
+        users = []
+        for name in ("alice", "bob"):
+            async with session.post(f"{first.url}/users", json={"username": name}) as resp:
+                users.append((await resp.json())["id"])
+        async with session.ws_connect(f"{first.ws_url}/ws/{room_id}/{users[0]}") as alice, \
+                session.ws_connect(f"{second.ws_url}/ws/{room_id}/{users[1]}") as bob:
+            await bob.receive_json(timeout=TIMEOUT)
+            for content in ("small", big, "small again"):
+                await alice.send_json({"content": content})
+            received = []
+            while len(received) < 3:
+                frame = await bob.receive_json(timeout=TIMEOUT)
+                if frame["type"] == "message":
+                    received.append((frame["seq"], frame["content"]))
+            assert received == [(1, "small"), (2, big), (3, "small again")]
