@@ -1,8 +1,12 @@
 """The chat socket, /ws/{room_id}/{user_id}: admission, replay, and the receive loop.
 
-The handshake is always accepted first, so that a refusal is a close code and
-reason the browser can read (4004, 4001, 4003, 1008) rather than a failed
-upgrade it reports as 1006.
+A socket that may not stay is refused in the way its client can read. A
+browser (its handshake carries an Origin) cannot read an HTTP answer to a
+handshake, only a failed upgrade it reports as 1006: it is let in first and
+then closed with the code and reason (4004, 4001, 4003, 1008, ...). Any other
+client (a script, a native app) is admitted before the upgrade, and a refusal
+is an HTTP answer with the code in its JSON body, as the old app's scripts
+expect. Refusals after the socket is open are closes for everyone.
 """
 
 from __future__ import annotations
@@ -32,13 +36,22 @@ REPLAY_PAGE = 200
 FLOOD_STRIKES = 10
 
 
+# A refusal of a handshake that has not been upgraded: the HTTP status for each close code (API.md).
+# 4003 and 1009 need an open socket or an Origin, so they are always closes.
+HTTP_STATUS_OF_CLOSE_CODE = {4004: 404, 4001: 401, 1008: 429, 1001: 503, TRY_AGAIN_LATER: 503, INTERNAL_ERROR: 500}
+
+
 class Refused(Exception):
-    """The socket may not stay; it is closed with this code and reason."""
+    """The socket may not stay: closed with this code and reason, or, before the upgrade, answered over HTTP."""
 
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+    def http_response(self) -> web.Response:
+        body = {"detail": self.reason, "close_code": self.code}
+        return web.json_response(body, status=HTTP_STATUS_OF_CLOSE_CODE[self.code], dumps=frames.to_json)
 
 
 class BadFrame(Exception):
@@ -67,10 +80,12 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         detail = ("WebSocket upgrade expected: this URL is a socket, and a proxy in front "
                   "must forward the Upgrade and Connection headers")
         return web.json_response({"detail": detail}, status=400, dumps=frames.to_json)
-    await ws.prepare(request)
+    if "Origin" in request.headers:
+        await ws.prepare(request)  # a browser: let it in, so that a refusal is a close it can read
     room_id, user_id = request.match_info["room_id"], request.match_info["user_id"]
     try:
         peer, token = await admit(request, ws, config, room_id, user_id)
+        await ws.prepare(request)  # (a browser's socket is open already)
         replay_from = parse_since(request.query.get("since"))
         await join(request, peer, hold=replay_from is not None)
         # No coroutine of its own for the session: each awaiting frame is memory per idle socket.
@@ -83,20 +98,23 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         finally:
             leave(request, ws, peer)
     except Refused as refusal:
-        await refuse(request, ws, refusal)
+        return await refuse(request, ws, refusal)
     except StoreUnavailable as exc:  # while admitting, joining or replaying: reads fail like writes
-        await refuse(request, ws, Refused(TRY_AGAIN_LATER, exc.close_reason))
+        return await refuse(request, ws, Refused(TRY_AGAIN_LATER, exc.close_reason))
     except Exception:
         log.exception("WebSocket for user %s in room %s failed", user_id, room_id)
-        request.app[metrics_key].socket_closes.labels(str(INTERNAL_ERROR)).inc()
-        await ws.close(code=INTERNAL_ERROR, message=b"Internal error")
+        return await refuse(request, ws, Refused(INTERNAL_ERROR, "Internal error"))
     return ws
 
 
-async def refuse(request: web.Request, ws: web.WebSocketResponse, refusal: Refused) -> None:
+async def refuse(request: web.Request, ws: web.WebSocketResponse, refusal: Refused) -> web.StreamResponse:
+    """Close an open socket with the refusal's code and reason; answer a handshake not yet upgraded over HTTP."""
     log.warning("WebSocket closed with code %d: %s", refusal.code, refusal.reason)
     request.app[metrics_key].socket_closes.labels(str(refusal.code)).inc()
+    if not ws.prepared:
+        return refusal.http_response()
     await ws.close(code=refusal.code, message=refusal.reason.encode())
+    return ws
 
 
 async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 
@@ -28,6 +30,23 @@ async def connect(client: TestClient, room_id: str, user_id: str, **query: Any) 
     joined = await receive(ws)
     assert joined["type"] == "user_joined" and joined["user_id"] == user_id, joined
     return ws
+
+
+def own_origin(client: TestClient) -> str:
+    """The Origin a page served by this server sends: always allowed."""
+    return f"http://{client.host}:{client.port}"
+
+
+async def browser_socket(client: TestClient, path: str, **kwargs: Any) -> Any:
+    """Open a socket as a page of this server does, with its Origin: a refusal is then a close, not HTTP."""
+    return await client.ws_connect(path, origin=own_origin(client), **kwargs)
+
+
+async def refused_status(client: TestClient, path: str, **kwargs: Any) -> int:
+    """The HTTP status of a handshake refused before the upgrade (aiohttp's client sends no Origin)."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect(path, **kwargs)
+    return refused.value.status
 
 
 async def receive(ws: Any, timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType
 
-from helpers import TIMEOUT, connect, create_room, create_user, receive
+from helpers import TIMEOUT, connect, create_room, create_user, own_origin, receive
 from raw_ws import CLOSE, TEXT, RawSocket, close_code, server_frames
 
 SEND_QUEUE_LIMIT = 64 * 1024
@@ -178,7 +178,8 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_the_room_told(ma
 
 async def test_a_refused_client_that_never_answers_the_close_is_dropped_in_3_seconds(client):
     """aiohttp would wait 10 s for the close handshake; during a shutdown that is longer than the stop may take."""
-    raw = await RawSocket.connect("127.0.0.1", client.port, "/ws/nowhere/nobody")
+    raw = await RawSocket.connect("127.0.0.1", client.port, "/ws/nowhere/nobody",
+                                  extra_headers=f"Origin: {own_origin(client)}\r\n".encode())
     started = time.monotonic()
     data, closed = await raw.read_until_closed(timeout=6.0)  # reads, but never sends its own close frame
     raw.close()

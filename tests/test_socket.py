@@ -8,7 +8,7 @@ import pytest
 from aiohttp import WSMsgType
 
 from helpers import (
-    assert_error, connect, create_room, create_user, receive, receive_close, send_and_receive,
+    assert_error, browser_socket, connect, create_room, create_user, receive, receive_close, send_and_receive,
 )
 
 pytestmark = pytest.mark.both_stores
@@ -61,11 +61,11 @@ async def test_connecting_makes_a_member(client):
 
 
 @pytest.mark.parametrize("which, reason", [("room", "Room not found"), ("user", "User not found")])
-async def test_unknown_room_or_user_is_closed_with_4004(client, which, reason, caplog):
+async def test_a_browsers_socket_for_an_unknown_room_or_user_is_closed_with_4004(client, which, reason, caplog):
     user = await create_user(client)
     room = await create_room(client)
     room_id, user_id = ("missing", user["id"]) if which == "room" else (room["id"], "missing")
-    ws = await client.ws_connect(f"/ws/{room_id}/{user_id}")
+    ws = await browser_socket(client, f"/ws/{room_id}/{user_id}")
     assert await receive_close(ws) == (4004, reason)
     assert f"WebSocket closed with code 4004: {reason}" in caplog.text
     assert len(await (await client.get("/rooms")).json()) == 1
@@ -87,7 +87,7 @@ async def test_socket_auto_creates_room_and_user_in_production(make_client):
 async def test_socket_auto_user_needs_two_characters(make_client):
     client = await make_client(environment="production", require_tokens=False)
     room = await create_room(client)
-    ws = await client.ws_connect(f"/ws/{room['id']}/user-8", params={"username": "x"})
+    ws = await browser_socket(client, f"/ws/{room['id']}/user-8", params={"username": "x"})
     assert await receive_close(ws) == (4004, "User not found")
     await assert_error(await client.get("/users/user-8"), 404, "User not found")
 
@@ -235,7 +235,7 @@ async def test_too_many_sockets_for_one_user_is_1008(make_client):
     user = await create_user(client)
     room = await create_room(client)
     first, second = await connect(client, room["id"], user["id"]), await connect(client, room["id"], user["id"])
-    third = await client.ws_connect(f"/ws/{room['id']}/{user['id']}")
+    third = await browser_socket(client, f"/ws/{room['id']}/{user['id']}")
     assert await receive_close(third) == (1008, "Too many connections")
     await first.close()
     await receive(second)  # user_left of the first

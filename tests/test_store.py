@@ -17,7 +17,10 @@ from server.config import Config
 from server import db as db_module
 from server.db import Database, MigrationError, migration_files
 
-from helpers import assert_error, connect, create_room, create_user, receive, receive_close, send_and_receive
+from helpers import (
+    assert_error, browser_socket, connect, create_room, create_user, receive, receive_close, refused_status,
+    send_and_receive,
+)
 
 
 async def test_a_fresh_database_is_migrated_to_the_last_file(tmp_path):
@@ -170,10 +173,11 @@ async def test_http_writes_answer_503_when_the_lock_is_held_too_long(client, tmp
     assert (await client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]})).status == 200
 
 
-async def test_a_socket_is_closed_1013_when_the_lock_is_held_too_long(client, tmp_path, short_lock_wait):
+async def test_a_socket_is_refused_1013_when_the_lock_is_held_too_long(client, tmp_path, short_lock_wait):
     user = await create_user(client)
     room = await create_room(client)
     with write_lock_held(tmp_path / "chat.db"):
-        ws = await client.ws_connect(f"/ws/{room['id']}/{user['id']}")
+        ws = await browser_socket(client, f"/ws/{room['id']}/{user['id']}")
         assert await receive_close(ws) == (1013, "Database busy, try again")
+        assert await refused_status(client, f"/ws/{room['id']}/{user['id']}") == 503  # a script, over HTTP
     await connect(client, room["id"], user["id"])  # and in once the lock is gone
