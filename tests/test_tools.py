@@ -23,6 +23,12 @@ from server_process import ServerProcess, free_port
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "tools" / "ws_network_smoke.py"
 DOCTOR = REPO / "tools" / "doctor.py"
+# What the doctor says of each form of a refusal, and why it came in that form.
+AS_A_BROWSER = ("the doctor sent Origin {origin}, as a page from there does: the server lets a browser's "
+                "socket open and then closes it, so that the page can read the code and reason")
+AS_A_SCRIPT = ("the doctor sent no Origin, as a script does: the server then refuses over HTTP instead of "
+               "upgrading, with the close code in the JSON body; a browser (with an Origin) gets the same "
+               "code as a close")
 
 SMOKE_STEPS = (
     "create user", "create room", "join room", "connect socket",
@@ -135,15 +141,29 @@ async def test_smoke_reads_api_base_from_the_environment_as_before(server: Serve
     assert run.lines[0] == f"smoke test of {server.url} (socket ws://{server.url[len('http://'):]})"
 
 
-async def test_smoke_diagnoses_an_unknown_room(server: ServerProcess) -> None:
-    run = await run_tool(SMOKE, "--url", server.url, "--room", "no-such-room")
+# The two forms of a refusal (API.md): a script's handshake (no Origin) is answered over HTTP,
+# a browser's (with an Origin; the server's own is always allowed) is upgraded, then closed.
+REFUSAL_FORMS = pytest.mark.parametrize("as_browser, seen", [
+    (False, "refused over HTTP with {status} {reason} (close code {code})"),
+    (True, "closed with {code} {reason}"),
+], ids=["script", "browser"])
+
+
+def origin_args(server: ServerProcess, as_browser: bool) -> tuple[str, ...]:
+    return ("--origin", server.url) if as_browser else ()
+
+
+@REFUSAL_FORMS
+async def test_smoke_diagnoses_an_unknown_room(server: ServerProcess, as_browser: bool, seen: str) -> None:
+    run = await run_tool(SMOKE, "--url", server.url, "--room", "no-such-room", *origin_args(server, as_browser))
 
     assert run.status == 1
     assert run.line("FAIL use room:") == (
         "FAIL use room: room no-such-room: answered 404 Room not found — the room does not "
         "exist: create it first (POST /rooms) or set ALLOW_JOIN_AUTO_ROOMS=true")
+    refusal = seen.format(status=404, code=4004, reason="Room not found")
     assert run.line("FAIL connect socket:") == (
-        "FAIL connect socket: closed with 4004 Room not found — the room does not exist on "
+        f"FAIL connect socket: {refusal} — the room does not exist on "
         "this server: create it first (POST /rooms, then use the id it returns), or set "
         "ALLOW_WEBSOCKET_AUTO_ROOMS=true")
     assert run.line("SKIP receive join message:") == "SKIP receive join message: the socket is not open"
@@ -179,14 +199,39 @@ async def test_smoke_diagnoses_a_refused_origin(start_server: StartServer) -> No
     assert allowed.line("PASS connect socket:").endswith(" with Origin https://app.example.com")
 
 
-async def test_smoke_diagnoses_a_missing_token(start_server: StartServer) -> None:
+@REFUSAL_FORMS
+async def test_smoke_diagnoses_a_missing_token(start_server: StartServer, as_browser: bool, seen: str) -> None:
     server = start_server(REQUIRE_TOKENS="true")
 
-    run = await run_tool(SMOKE, "--url", server.url, "--no-token")
+    run = await run_tool(SMOKE, "--url", server.url, "--no-token", *origin_args(server, as_browser))
 
     assert run.status == 1
+    refusal = seen.format(status=401, code=4001, reason="Unauthorized")
     assert run.line("FAIL connect socket:").startswith(
-        "FAIL connect socket: closed with 4001 Unauthorized — the server requires tokens")
+        f"FAIL connect socket: {refusal} — the server requires tokens")
+
+
+async def test_smoke_as_an_existing_user_reports_one_connection_too_many_as_json(start_server: StartServer) -> None:
+    server = start_server(MAX_CONNECTIONS_PER_USER="1")
+    user = await create_user(server.url)
+    async with aiohttp.ClientSession() as session:
+        room = await (await session.post(f"{server.url}/rooms", json={"name": "lobby"})).json()
+        async with session.ws_connect(f"{server.ws_url}/ws/{room['id']}/{user['id']}") as held:
+            assert (await held.receive_json(timeout=10))["type"] == "user_joined"
+            run = await run_tool(SMOKE, "--url", server.url, "--user", user["id"], "--token", user["token"],
+                                 "--room", room["id"], "--json")
+
+    assert run.status == 1
+    report = run.json()
+    assert report["ok"] is False
+    steps = {step["step"]: step for step in report["steps"]}
+    assert steps["use user"] == {"step": "use user", "verdict": "PASS",
+                                 "detail": f"id={user['id']} username=alice (given with --user)"}
+    assert steps["connect socket"]["detail"] == (
+        "refused over HTTP with 429 Too many connections (close code 1008) — this user (or this address) "
+        "already holds as many sockets as the server allows (MAX_CONNECTIONS_PER_USER, "
+        "MAX_CONNECTIONS_PER_ADDRESS): close the others, or raise the limit")
+    assert report["summary"] == "smoke test FAILED (3/8 steps passed; first problem: connect socket)"
 
 
 async def test_smoke_says_when_nothing_listens() -> None:
@@ -219,13 +264,38 @@ async def test_doctor_finds_no_problem_with_a_healthy_server(server: ServerProce
     assert text.lines[0] == f"chat doctor for {server.url} (socket ws://{server.url[7:]})"
     assert text.line("PASS healthy:").startswith("PASS healthy: version ")
     assert text.line("     - a socket for an unknown room").startswith(
-        "     - a socket for an unknown room is closed with 4004 Room not found")
+        "     - a socket for an unknown room is refused with 4004 Room not found")
     assert text.lines[-1] == "no problems found"
     assert report["ok"] is True and report["problems"] == 0
     assert statuses(report) == [
         ("reachable", "pass"), ("healthy", "pass"), ("store", "pass"), ("flags", "info"), ("websocket", "pass")]
     flags = report["checks"][3]["data"]
     assert flags["environment"] == "development" and flags["auto_create_on_ws"] is False
+    # Its probe, as a script, was refused over HTTP by the chat server itself: the upgrade got there.
+    websocket = report["checks"][3]
+    assert websocket["summary"].endswith(
+        "refused over HTTP with 404 Room not found (close code 4004), as expected for the made-up id "
+        "the doctor used; give --room and --user to try a real pair")
+    assert websocket["advice"] == [AS_A_SCRIPT]
+    assert websocket["data"] == {"form": "http", "status": 404, "close_code": 4004, "reason": "Room not found"}
+
+
+async def test_doctor_takes_the_address_as_url_too_like_the_smoke_tool(server: ServerProcess) -> None:
+    positional = (await run_tool(DOCTOR, server.url, "--json")).json()
+    flag = (await run_tool(DOCTOR, "--url", server.url, "--json")).json()
+    both = await run_tool(DOCTOR, server.url, "--url", "http://127.0.0.1:1")
+
+    assert statuses(flag) == statuses(positional) and flag["url"] == server.url
+    assert both.status == 2
+    assert both.err.strip().endswith(f"error: two addresses given: {server.url} and --url http://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("tool", [SMOKE, DOCTOR], ids=["smoke", "doctor"])
+async def test_both_tools_take_the_same_flags(tool: Path) -> None:
+    run = await run_tool(tool, "--help")
+
+    for flag in ("--url", "--origin", "--room", "--user", "--token", "--timeout", "--json", "--insecure"):
+        assert f"  {flag}" in run.out, flag
 
 
 async def test_doctor_connects_a_real_room_and_user(server: ServerProcess) -> None:
@@ -241,24 +311,27 @@ async def test_doctor_connects_a_real_room_and_user(server: ServerProcess) -> No
     assert report["checks"][6]["summary"].endswith("upgraded (101) and received 'user_joined'")
 
 
-async def test_doctor_explains_an_unknown_room(server: ServerProcess) -> None:
+@REFUSAL_FORMS
+async def test_doctor_explains_an_unknown_room(server: ServerProcess, as_browser: bool, seen: str) -> None:
     user = await create_user(server.url)
-    args = (server.url, "--room", "no-such-room", "--user", user["id"])
+    args = (server.url, "--room", "no-such-room", "--user", user["id"], *origin_args(server, as_browser))
+    refusal = ("upgraded (101), then " if as_browser else "") + seen.format(
+        status=404, code=4004, reason="Room not found")
 
     text = await run_tool(DOCTOR, *args)
     report = (await run_tool(DOCTOR, *args, "--json")).json()
 
     assert text.status == 1
     assert text.line("FAIL room:") == (
-        "FAIL room: room no-such-room does not exist: a socket for it is closed with 4004 Room not found")
+        "FAIL room: room no-such-room does not exist: a socket for it is refused with 4004 Room not found")
     assert text.line("FAIL websocket:") == (
-        f"FAIL websocket: ws://{server.url[7:]}/ws/no-such-room/{user['id']}: upgraded (101), "
-        "then closed with 4004 Room not found")
+        f"FAIL websocket: ws://{server.url[7:]}/ws/no-such-room/{user['id']}: {refusal}")
     assert report["problems"] == 2
     websocket = report["checks"][-1]
     assert websocket["advice"] == [
         "the room does not exist on this server: create it first (POST /rooms, then use the "
-        "id it returns), or set ALLOW_WEBSOCKET_AUTO_ROOMS=true"]
+        "id it returns), or set ALLOW_WEBSOCKET_AUTO_ROOMS=true",
+        AS_A_BROWSER.format(origin=server.url) if as_browser else AS_A_SCRIPT]
 
 
 async def test_doctor_shows_the_proxy_lines_when_the_upgrade_is_dropped(
@@ -298,22 +371,26 @@ async def test_doctor_explains_a_refused_origin(start_server: StartServer) -> No
     assert checks["websocket"]["status"] == "fail"
     assert checks["websocket"]["summary"].endswith("upgraded (101), then closed with 4003 Origin not allowed")
     assert checks["websocket"]["advice"][0].startswith("the page's Origin is not allowed: add it to CORS_ORIGINS")
+    assert checks["websocket"]["advice"][-1] == AS_A_BROWSER.format(origin="https://evil.example.com")
     assert allowed.status == 0, allowed.out
     assert statuses(allowed.json())[4:] == [("cors", "pass"), ("websocket", "pass")]
 
 
-async def test_doctor_translates_4001_for_a_socket_without_its_token(start_server: StartServer) -> None:
+@REFUSAL_FORMS
+async def test_doctor_translates_4001_for_a_socket_without_its_token(
+        start_server: StartServer, as_browser: bool, seen: str) -> None:
     server = start_server(REQUIRE_TOKENS="true", ALLOW_WEBSOCKET_AUTO_ROOMS="true")
     user = await create_user(server.url)
+    args = ("--url", server.url, "--room", "lobby", "--user", user["id"], *origin_args(server, as_browser))
 
-    report = (await run_tool(DOCTOR, server.url, "--room", "lobby", "--user", user["id"], "--json")).json()
-    with_token = (await run_tool(DOCTOR, server.url, "--room", "lobby", "--user", user["id"],
-                                 "--token", user["token"], "--json")).json()
+    report = (await run_tool(DOCTOR, *args, "--json")).json()
+    with_token = (await run_tool(DOCTOR, *args, "--token", user["token"], "--json")).json()
 
     websocket = report["checks"][-1]
     assert websocket["status"] == "fail"
-    assert websocket["summary"].endswith("upgraded (101), then closed with 4001 Unauthorized")
+    assert websocket["summary"].endswith(seen.format(status=401, code=4001, reason="Unauthorized"))
     assert websocket["advice"][0].startswith("the server requires tokens (REQUIRE_TOKENS=true)")
+    assert websocket["data"]["form"] == ("close" if as_browser else "http")
     assert with_token["ok"] is True
     assert statuses(with_token)[-1] == ("websocket", "pass")
 

@@ -6,9 +6,11 @@ tools run from a checkout with `python tools/<tool>.py`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
@@ -42,6 +44,10 @@ CLOSE_CODE_ADVICE = {
         "it with CORS_ORIGIN_REGEX, then restart the server"
     ),
     (1001, ""): "the server is shutting down or restarting: reconnect in a moment",
+    (1008, "Too many connections"): (
+        "this user (or this address) already holds as many sockets as the server allows "
+        "(MAX_CONNECTIONS_PER_USER, MAX_CONNECTIONS_PER_ADDRESS): close the others, or raise the limit"
+    ),
     (1008, ""): (
         "the server closed the socket for a policy reason (flooding, or a "
         "client too slow to keep up): send less often, read frames promptly"
@@ -135,11 +141,60 @@ def validate_base(url: str) -> str | None:
     return None
 
 
+def origin_problem(origin: str) -> str | None:
+    """Why --origin is not an origin a browser would send, or None."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("",):
+        return (f"--origin {origin!r} is not an origin: write scheme://host[:port] with no "
+                "path or trailing slash, as a browser sends it")
+    return None
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags both tools take, with the same meaning in each."""
+    parser.add_argument("--url", help="server address, http(s):// or ws(s)://; default: API_BASE / WS_BASE, "
+                        "else http://127.0.0.1:8000")
+    parser.add_argument("--origin", help="a front end's origin, e.g. https://app.example.com: the socket is "
+                        "opened with it, as a page from there opens it (a refusal is then a close); without "
+                        "it, as a script (a refusal is then an HTTP answer)")
+    parser.add_argument("--room", help="an existing room id to use")
+    parser.add_argument("--user", help="an existing user id to use")
+    parser.add_argument("--token", help="the token of --user, when the server requires tokens")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--insecure", action="store_true", help="accept any TLS certificate (self-signed test sites)")
+
+
+def argument_problems(args: argparse.Namespace, bases: Bases) -> list[str]:
+    """What is wrong with the common arguments, for an `error:` line each."""
+    found = [validate_base(bases.api) or validate_base(bases.ws)]  # one line for one bad --url
+    if args.origin:
+        found.append(origin_problem(args.origin))
+    if args.token and not args.user:
+        found.append("--token is the token of --user: give --user too")
+    return [problem for problem in found if problem]
+
+
+# ws_connect drops the body of a handshake answered without an upgrade, and the server's
+# refusal of a script's socket is in that body: open_socket sets a list here, and the
+# session's trace hook below fills it.
+_handshake_body: ContextVar[list[bytes] | None] = ContextVar("handshake_body", default=None)
+
+
+async def _keep_handshake_body(session: aiohttp.ClientSession, context: Any,
+                               params: aiohttp.TraceRequestEndParams) -> None:
+    kept = _handshake_body.get()
+    if kept is not None and params.response.status != 101:
+        kept.append(await params.response.read())
+
+
 def make_session(timeout_seconds: float, insecure: bool) -> aiohttp.ClientSession:
     # ssl=False accepts any certificate: for a self-signed test site only.
     connector = aiohttp.TCPConnector(ssl=False) if insecure else aiohttp.TCPConnector()
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_keep_handshake_body)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, trace_configs=[trace])
 
 
 @dataclass
@@ -214,8 +269,11 @@ async def http_call(
 class SocketOutcome:
     """How an attempt to open /ws/{room}/{user} went, before any chatting."""
 
-    kind: str  # "open", "closed", "plain_http", "no_route", "proxy_error", "unreachable"
-    status: int | None = None  # HTTP status when the handshake was refused
+    # "open"; "closed" (upgraded, then closed); "refused" (the server answered the handshake over
+    # HTTP with its close code, as it does for a client without Origin); "plain_http", "no_route",
+    # "proxy_error", "unreachable"
+    kind: str
+    status: int | None = None  # HTTP status when the handshake was not upgraded
     close_code: int | None = None
     close_reason: str = ""
     first_frame: Any = None  # the first JSON frame of an open socket
@@ -226,6 +284,8 @@ class SocketOutcome:
     def describe(self) -> str:
         if self.kind == "closed":
             return describe_close(self.close_code, self.close_reason)
+        if self.kind == "refused":
+            return f"refused over HTTP with {self.status} {self.close_reason} (close code {self.close_code})"
         if self.kind == "plain_http":
             return (
                 f"the handshake was answered with plain HTTP {self.status} instead "
@@ -236,6 +296,18 @@ class SocketOutcome:
         if self.kind == "proxy_error":
             return f"the handshake was answered {self.status}: the proxy cannot reach the server"
         return self.error
+
+
+def refusal_of(status: int, body: bytes) -> SocketOutcome | None:
+    """The server's refusal of a handshake without Origin: its JSON body names the close code."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    if not (isinstance(answer, dict) and isinstance(answer.get("close_code"), int)):
+        return None
+    return SocketOutcome("refused", status=status, close_code=answer["close_code"],
+                         close_reason=str(answer.get("detail", "")))
 
 
 def classify_refused_handshake(status: int) -> str:
@@ -257,20 +329,27 @@ async def open_socket(
 ) -> SocketOutcome:
     """Open the socket and read its first frame.
 
-    The server accepts every handshake and then closes a socket that may not
-    stay, so a refusal shows up as the first thing received, not as an error
-    from the handshake.
+    With an Origin (as a browser) the server accepts the handshake and then
+    closes a socket that may not stay, so a refusal is the first frame. Without
+    one (as a script) it answers a refusal over HTTP instead of upgrading.
     """
     headers = {"Origin": origin} if origin else None
+    body: list[bytes] = []
+    _handshake_body.set(body)
     try:
         ws = await session.ws_connect(url, headers=headers, autoclose=False, heartbeat=None)
     except aiohttp.WSServerHandshakeError as exc:
+        refusal = refusal_of(exc.status, body[0] if body else b"")
+        if refusal is not None:
+            return refusal
         server = (exc.headers or {}).get("Server", "")
         return SocketOutcome(
             classify_refused_handshake(exc.status), status=exc.status, server_header=server
         )
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         return SocketOutcome("unreachable", error=connection_error_text(url, exc))
+    finally:
+        _handshake_body.set(None)
     return await _first_frame(ws, wait_seconds)
 
 

@@ -1,6 +1,6 @@
 """Why won't my rooms connect? Checks a running chat server and explains.
 
-    python tools/doctor.py http://127.0.0.1:8000
+    python tools/doctor.py http://127.0.0.1:8000          # or: --url http://127.0.0.1:8000
     python tools/doctor.py https://chat.example.com --origin https://app.example.com
     python tools/doctor.py https://chat.example.com --room ROOM_ID --user USER_ID
     python tools/doctor.py https://chat.example.com --production --json
@@ -9,15 +9,19 @@
 Checks: the server answers and is healthy; its flags (/_debug) and what they
 mean for auto-creation; the room and user (--room, --user); the CORS
 preflight for a front end (--origin); that a WebSocket upgrade gets through
-(a proxy that drops Upgrade turns it into a plain HTTP answer); close codes
-4004/4001/4003 translated into what to do. --production adds the production
-checklist. /health names the store and the process that answered: the
-doctor reports whether that store (SQLite or PostgreSQL) is reachable. Given
-a second address, of another process of the same deployment (each process's
-own, not the proxy's), it checks that the two share one database and that a
-message sent on a socket of the second reaches a socket of the first
-promptly; it creates a room "doctor check ..." and two users for that. Exit
-status 0 when nothing failed (warnings allowed), 1 otherwise.
+(a proxy that drops Upgrade turns it into a plain HTTP answer); a refusal
+translated into what to do, in either of its forms: without --origin the
+doctor opens the socket as a script, which the server refuses over HTTP (404,
+401, 429, 503 with the close code in the body); with --origin as a browser
+page, which it lets in and then closes with the code (4004, 4001, 4003, ...).
+--production adds the production checklist. /health names the store and the
+process that answered: the doctor reports whether that store (SQLite or
+PostgreSQL) is reachable. Given a second address, of another process of the
+same deployment (each process's own, not the proxy's), it checks that the two
+share one database and that a message sent on a socket of the second reaches
+a socket of the first promptly; it creates a room "doctor check ..." and two
+users for that. Exit status 0 when nothing failed (warnings allowed), 1
+otherwise.
 
 Needs only aiohttp (the server's own dependency).
 """
@@ -39,6 +43,8 @@ from _checks import (
     Bases,
     HttpAnswer,
     SocketOutcome,
+    add_common_arguments,
+    argument_problems,
     close_advice,
     http_call,
     make_session,
@@ -59,6 +65,12 @@ HOST_HEADER_ADVICE = (
     "locations (nginx):"
 )
 HOST_HEADER_FIX = "proxy_set_header Host $http_host;"
+# Why the refusal came in the form it did (API.md: a browser cannot read an HTTP refusal of a handshake).
+AS_A_BROWSER = ("the doctor sent Origin {origin}, as a page from there does: the server lets a browser's "
+                "socket open and then closes it, so that the page can read the code and reason")
+AS_A_SCRIPT = ("the doctor sent no Origin, as a script does: the server then refuses over HTTP instead of "
+               "upgrading, with the close code in the JSON body; a browser (with an Origin) gets the same "
+               "code as a close")
 
 
 @dataclass
@@ -204,7 +216,7 @@ class Doctor:
         if self.flags and self.flags.get(auto_flag):
             return Check(what, "warn", f"{what} {ident} does not exist, but {auto_effect} "
                          f"({auto_flag}=true)")
-        summary = f"{what} {ident} does not exist: a socket for it is closed with 4004 {reason}"
+        summary = f"{what} {ident} does not exist: a socket for it is refused with 4004 {reason}"
         return Check(what, "fail", summary, advice)
 
     # -- CORS -----------------------------------------------------------
@@ -281,28 +293,31 @@ class Doctor:
             return Check("websocket", "fail", f"GET {url}: {outcome.describe()}", [
                 "check that the server is running and that the proxy's upstream points at it",
             ])
-        if outcome.kind == "closed":
-            return self.judge_close(outcome, url, probing)
+        if outcome.kind in ("closed", "refused"):
+            return self.judge_refusal(outcome, url, probing)
         if not isinstance(outcome.first_frame, dict):
             return Check("websocket", "warn", f"{url}: upgraded, but {outcome.error or 'the first frame was not JSON'}")
         kind = outcome.first_frame.get("type")
         return Check("websocket", "pass", f"{url}: upgraded (101) and received {kind!r}")
 
-    def judge_close(self, outcome: SocketOutcome, url: str, probing: bool) -> Check:
-        closed = outcome.describe()
+    def judge_refusal(self, outcome: SocketOutcome, url: str, probing: bool) -> Check:
+        """A socket the server would not keep: closed after the upgrade (a browser's) or refused over HTTP (a script's)."""
+        seen = f"upgraded (101), then {outcome.describe()}" if outcome.kind == "closed" else outcome.describe()
+        form = AS_A_BROWSER.format(origin=self.args.origin) if outcome.kind == "closed" else AS_A_SCRIPT
+        data = {"form": "close" if outcome.kind == "closed" else "http", "status": outcome.status,
+                "close_code": outcome.close_code, "reason": outcome.close_reason}
         if probing and outcome.close_code == 4004:
-            return Check("websocket", "pass", f"{url}: upgraded (101), then {closed}, as "
-                         "expected for the made-up id the doctor used; give --room and --user "
-                         "to try a real pair")
-        advice = [close_advice(outcome.close_code, outcome.close_reason)]
+            # The chat server itself answered the upgrade (a plain GET gets 400), so it got through.
+            return Check("websocket", "pass", f"{url}: {seen}, as expected for the made-up id the doctor "
+                         "used; give --room and --user to try a real pair", [form], data=data)
         if outcome.close_code == 4003 and self.origin_is_own_address():
             # The server always allows its own host, so it was shown another Host.
-            return Check("websocket", "fail", f"{url}: upgraded (101), then {closed}, although "
-                         f"{self.args.origin} is this server's own address", [HOST_HEADER_ADVICE],
-                         fix=HOST_HEADER_FIX)
+            return Check("websocket", "fail", f"{url}: {seen}, although {self.args.origin} is this "
+                         "server's own address", [HOST_HEADER_ADVICE, form], fix=HOST_HEADER_FIX, data=data)
+        advice = [close_advice(outcome.close_code, outcome.close_reason)]
         if outcome.close_code == 4003:
             advice.append(cors_advice(self.args.origin or "")[0])
-        return Check("websocket", "fail", f"{url}: upgraded (101), then {closed}", advice)
+        return Check("websocket", "fail", f"{url}: {seen}", [*advice, form], data=data)
 
     def origin_is_own_address(self) -> bool:
         if not self.args.origin:
@@ -470,13 +485,13 @@ def flag_meanings(flags: dict) -> list[str]:
     if flags.get("auto_create_on_ws"):
         lines.append("a socket for an unknown room creates it")
     else:
-        lines.append("a socket for an unknown room is closed with 4004 Room not found: create the "
+        lines.append("a socket for an unknown room is refused with 4004 Room not found: create the "
                      "room first (POST /rooms), or set ALLOW_WEBSOCKET_AUTO_ROOMS=true")
     if "auto_user_on_ws" in flags:
         if flags["auto_user_on_ws"]:
             lines.append("a socket for an unknown user with ?username= creates the user")
         else:
-            lines.append("a socket for an unknown user is closed with 4004 User not found: create "
+            lines.append("a socket for an unknown user is refused with 4004 User not found: create "
                          "the user first (POST /users), or set ALLOW_WEBSOCKET_AUTO_USERS=true")
     if flags.get("auto_create_on_join"):
         lines.append("joining an unknown room (POST /rooms/{id}/join) creates it")
@@ -537,41 +552,28 @@ def render_json(bases: Bases, checks: list[Check]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("urls", nargs="*", metavar="URL", help="server address, http(s):// or ws(s)://; default: "
-                        "API_BASE / WS_BASE, else http://127.0.0.1:8000. A second address: another process of "
-                        "the same deployment, to check that the two share rooms")
-    parser.add_argument("--origin", help="the front end's origin, e.g. https://app.example.com")
-    parser.add_argument("--room", help="a room id to check")
-    parser.add_argument("--user", help="a user id to check")
-    parser.add_argument("--token", help="the user's token, when the server requires tokens")
+    parser.add_argument("urls", nargs="*", metavar="URL", help="the server's address (or give it as --url); a "
+                        "second address: another process of the same deployment, to check that the two share rooms")
+    add_common_arguments(parser)  # --room and --user are checked, then used for the socket
     parser.add_argument("--production", action="store_true", help="add the production checklist")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
-    parser.add_argument("--insecure", action="store_true", help="accept any TLS certificate (self-signed test sites)")
     args = parser.parse_args(argv)
-    if len(args.urls) > 2:
-        parser.error("at most two addresses: a process, and another process of the same deployment")
-    args.url, args.other_url = (args.urls + [None, None])[:2]
+    urls = ([args.url] if args.url else []) + args.urls
+    if len(urls) > 2:
+        parser.error("at most two addresses: a process (URL or --url), and another process of the same deployment")
+    args.url, args.other_url = (urls + [None, None])[:2]
     return args
-
-
-def origin_problem(origin: str) -> str | None:
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("",):
-        return (f"--origin {origin!r} is not an origin: write scheme://host[:port] with no "
-                "path or trailing slash, as a browser sends it")
-    return None
 
 
 async def run(args: argparse.Namespace) -> int:
     bases = resolve_bases(args.url)
     other = resolve_bases(args.other_url) if args.other_url else None
-    for problem in (validate_base(bases.api), validate_base(bases.ws),
-                    validate_base(other.api) if other else None,
-                    origin_problem(args.origin) if args.origin else None):
-        if problem:
+    mistakes = argument_problems(args, bases)
+    if other and (problem := validate_base(other.api)):
+        mistakes.append(problem)
+    if mistakes:
+        for problem in mistakes:
             print(f"error: {problem}", file=sys.stderr)
-            return 2
+        return 2
     async with make_session(args.timeout, args.insecure) as session:
         checks = await Doctor(session, bases, args, other).run()
     print(render_json(bases, checks) if args.json else render_text(bases, checks))

@@ -9,6 +9,13 @@ when every step passed.
     python tools/ws_network_smoke.py                       # API_BASE / WS_BASE, or 127.0.0.1:8000
     python tools/ws_network_smoke.py --url https://chat.example.com
     python tools/ws_network_smoke.py --url http://127.0.0.1:8000 --origin https://app.example.com
+    python tools/ws_network_smoke.py --url URL --room ROOM_ID --user USER_ID --token T --json
+
+A refused socket is reported in the form the server chose for it: without
+--origin the tool is a script, and the server answers a refusal over HTTP
+(404, 401, 429, 503 with the close code in the body); with --origin it is a
+browser page, and the server lets the socket open and then closes it with the
+code and reason.
 
 Needs only aiohttp (the server's own dependency).
 """
@@ -29,6 +36,8 @@ from _checks import (
     Bases,
     HttpAnswer,
     SocketOutcome,
+    add_common_arguments,
+    argument_problems,
     close_advice,
     describe_close,
     http_call,
@@ -36,11 +45,10 @@ from _checks import (
     open_socket,
     resolve_bases,
     socket_url,
-    validate_base,
 )
 
 STEPS = (
-    "create user",
+    "create user",  # "use user" with --user
     "create room",  # "use room" with --room
     "join room",
     "connect socket",
@@ -53,11 +61,13 @@ STEPS = (
 
 @dataclass
 class Report:
+    quiet: bool = False  # --json: one document at the end instead of a line per step
     lines: list[tuple[str, str, str]] = field(default_factory=list)  # (verdict, step, detail)
 
     def record(self, verdict: str, step: str, detail: str) -> None:
         self.lines.append((verdict, step, detail))
-        print(f"{verdict} {step}: {detail}", flush=True)
+        if not self.quiet:
+            print(f"{verdict} {step}: {detail}", flush=True)
 
     def passed(self, step: str, detail: str) -> None:
         self.record("PASS", step, detail)
@@ -78,6 +88,11 @@ class Report:
             return f"smoke test passed ({passed}/{len(STEPS)} steps)"
         first = next(step for v, step, _ in self.lines if v != "PASS")
         return f"smoke test FAILED ({passed}/{len(STEPS)} steps passed; first problem: {first})"
+
+    def to_json(self, bases: Bases) -> str:
+        steps = [{"step": step, "verdict": verdict, "detail": detail} for verdict, step, detail in self.lines]
+        return json.dumps({"url": bases.api, "socket_url": bases.ws, "ok": self.all_passed,
+                           "summary": self.summary(), "steps": steps}, indent=2)
 
 
 def http_failure(answer: HttpAnswer) -> str:
@@ -103,7 +118,7 @@ def http_failure(answer: HttpAnswer) -> str:
 
 def socket_failure(outcome: SocketOutcome) -> str:
     reason = outcome.describe()
-    if outcome.kind == "closed":
+    if outcome.kind in ("closed", "refused"):
         return f"{reason} — {close_advice(outcome.close_code, outcome.close_reason)}"
     if outcome.kind == "plain_http":
         return f"{reason} — {UPGRADE_FIX_ONE_LINE}"
@@ -117,7 +132,7 @@ class Smoke:
         self.session = session
         self.bases = bases
         self.args = args
-        self.report = Report()
+        self.report = Report(quiet=args.json)
         self.nonce = secrets.token_hex(4)
         self.user: dict | None = None
         self.room_id: str | None = args.room
@@ -126,7 +141,7 @@ class Smoke:
 
     async def run(self) -> Report:
         try:
-            await self.create_user()
+            await self.create_or_check_user()
             await self.create_or_check_room()
             await self.join_room()
             await self.connect_socket()
@@ -142,13 +157,26 @@ class Smoke:
     async def post(self, path: str, body: dict) -> HttpAnswer:
         return await http_call(self.session, "POST", self.bases.api + path, json_body=body)
 
-    async def create_user(self) -> None:
+    async def create_or_check_user(self) -> None:
+        if self.args.user is not None:
+            await self.check_given_user()
+            return
         answer = await self.post("/users", {"username": f"smoke-{self.nonce}"})
         if answer.status == 200 and isinstance(answer.body, dict) and "id" in answer.body:
             self.user = answer.body
             self.report.passed("create user", f"id={self.user['id']} username={self.user['username']}")
         else:
             self.report.failed("create user", http_failure(answer))
+
+    async def check_given_user(self) -> None:
+        # --user (and --token): connect as an existing user, as a returning client would.
+        user_id = self.args.user
+        answer = await http_call(self.session, "GET", f"{self.bases.api}/users/{user_id}")
+        if answer.status == 200 and isinstance(answer.body, dict):
+            self.user = {"id": user_id, "username": answer.body.get("username", "?"), "token": self.args.token}
+            self.report.passed("use user", f"id={user_id} username={self.user['username']} (given with --user)")
+        else:
+            self.report.failed("use user", f"user {user_id}: {http_failure(answer)}")
 
     async def create_or_check_room(self) -> None:
         if self.room_id is not None:
@@ -292,25 +320,22 @@ def _json_or_none(text: str) -> object:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="server address, http(s):// or ws(s)://; default: API_BASE / WS_BASE, else http://127.0.0.1:8000")
-    parser.add_argument("--origin", help="send this Origin on the socket, as a page served from there would")
-    parser.add_argument("--room", help="use this existing room id instead of creating a room")
+    add_common_arguments(parser)  # --room and --user are used instead of creating a room and a user
     parser.add_argument("--no-token", action="store_true", help="open the socket without the user's token, as old clients do")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step (default 10)")
-    parser.add_argument("--insecure", action="store_true", help="accept any TLS certificate (self-signed test sites)")
     return parser.parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> int:
     bases = resolve_bases(args.url)
-    for base in (bases.api, bases.ws):
-        if problem := validate_base(base):
+    if mistakes := argument_problems(args, bases):
+        for problem in mistakes:
             print(f"error: {problem}", file=sys.stderr)
-            return 2
-    print(f"smoke test of {bases.api} (socket {bases.ws})", flush=True)
+        return 2
+    if not args.json:
+        print(f"smoke test of {bases.api} (socket {bases.ws})", flush=True)
     async with make_session(args.timeout, args.insecure) as session:
         report = await Smoke(session, bases, args).run()
-    print(report.summary())
+    print(report.to_json(bases) if args.json else report.summary())
     return 0 if report.all_passed else 1
 
 
