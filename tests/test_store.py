@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import sqlite3
 import time
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websockets.exceptions
+from websockets.asyncio.client import connect as websockets_connect
 
 from server import create_app
 from server.config import Config
@@ -180,4 +183,8 @@ async def test_a_socket_is_refused_1013_when_the_lock_is_held_too_long(client, t
         ws = await browser_socket(client, f"/ws/{room['id']}/{user['id']}")
         assert await receive_close(ws) == (1013, "Database busy, try again")
         assert await refused_status(client, f"/ws/{room['id']}/{user['id']}") == 503  # a script, over HTTP
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await websockets_connect(f"ws://{client.host}:{client.port}/ws/{room['id']}/{user['id']}")
+        assert (refused.value.response.status_code, json.loads(refused.value.response.body)) == (
+            503, {"detail": "Database busy, try again", "close_code": 1013})
     await connect(client, room["id"], user["id"])  # and in once the lock is gone
