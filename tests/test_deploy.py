@@ -325,7 +325,10 @@ async def test_doctor_explains_a_proxy_that_hides_the_browsers_host(
     assert run.status == 1
     assert run.line("FAIL websocket:").endswith(
         f"then closed with 4003 Origin not allowed, although {proxy.https_url} is this server's own address")
-    assert run.lines[run.lines.index(run.line("FAIL websocket:")) + 2] == "         proxy_set_header Host $http_host;"
+    advice = run.lines[run.lines.index(run.line("FAIL websocket:")) + 1:]
+    assert advice[0].startswith("     - this origin is the server's own address")
+    assert advice[1].startswith(f"     - the doctor sent Origin {proxy.https_url}, as a page from there does")
+    assert advice[2] == "         proxy_set_header Host $http_host;"
 
 
 @needs_nginx
