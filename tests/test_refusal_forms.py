@@ -65,14 +65,14 @@ async def missing_token(make_client) -> Refusal:
 
 async def one_connection_too_many(make_client) -> Refusal:
     # Production: a socket for an unknown user with ?username= would create that user, if let in.
-    client = await make_client(environment="production", max_connections_per_address=1)
+    client = await make_client(environment="production", require_tokens=False, max_connections_per_address=1)
     room, watcher = await a_room_with_a_watcher(client)
     return Refusal(client, f"/ws/{room['id']}/mallory-1?username=mallory", 429, "Too many connections", 1008,
                    watcher)
 
 
 async def shutting_down(make_client) -> Refusal:
-    client = await make_client(environment="production")
+    client = await make_client(environment="production", require_tokens=False)
     room, watcher = await a_room_with_a_watcher(client)
     await client.app.shutdown()  # what run.py does on SIGTERM before it stops: every socket closed with 1001
     assert (await watcher.receive(timeout=TIMEOUT)).data == 1001
