@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import docs
 from .auth import Unauthorized, check_user_token, create_user_or_check, presented_token
 from .clock import utc_now
 from .config import PROCESS_NAME, VERSION, config_key
@@ -32,11 +33,12 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 HEALTH_TIMEOUT = 2.0
 MAX_PAGE = 1000
-CONTENT_SECURITY_POLICY = (
+CHAT_CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
     "form-action 'self'"
 )
+PAGE_POLICIES = {"/chat": CHAT_CONTENT_SECURITY_POLICY, "/docs": docs.CONTENT_SECURITY_POLICY}
 
 
 class ApiError(Exception):
@@ -55,8 +57,8 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 # Service ---------------------------------------------------------------------
 
 async def index(request: web.Request) -> web.Response:
-    return json_response({"message": "Chat rooms server", "version": VERSION,
-                          "health": "/health", "chat": "/chat", "docs": "/openapi.json"})
+    return json_response({"message": "Chat rooms server", "version": VERSION, "health": "/health",
+                          "chat": "/chat", "docs": "/docs", "openapi": "/openapi.json"})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -341,8 +343,8 @@ def http_only(middleware: Middleware) -> Middleware:
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     if isinstance(response, web.WebSocketResponse):
         return  # headers of a 101 answer would be kept for the socket's lifetime, and mean nothing
-    if request.path == "/chat":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    if request.path in PAGE_POLICIES:
+        response.headers["Content-Security-Policy"] = PAGE_POLICIES[request.path]
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
@@ -353,6 +355,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/chat", chat_page)
+    app.router.add_get("/docs", docs.docs_page)
+    app.router.add_get("/docs/assets/{name}", docs.docs_asset)
     app.router.add_post("/users", create_user)
     app.router.add_get("/users", list_users)
     app.router.add_get("/users/{user_id}", get_user)

@@ -82,7 +82,7 @@ SCHEMAS: dict[str, Any] = {
         "auto_create_on_ws", "auto_user_on_ws", "auto_create_on_join", "auto_user_on_join", "require_tokens",
         "has_rooms", "has_users")} | {"environment": _text()}),
     "Service": _object({"message": _text(), "version": _text(), "health": _text(), "chat": _text(),
-                        "docs": _text()}),
+                        "docs": _text(), "openapi": _text()}),
 }
 
 
@@ -134,6 +134,8 @@ def openapi_document() -> dict[str, Any]:
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _text()}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}},
             "/chat": {"get": {"summary": "The chat page", "responses": {
+                "200": {"description": "HTML", "content": {"text/html": {"schema": _text()}}}}}},
+            "/docs": {"get": {"summary": "This document as an interactive page (Swagger UI)", "responses": {
                 "200": {"description": "HTML", "content": {"text/html": {"schema": _text()}}}}}},
         },
         "components": {"schemas": SCHEMAS},

@@ -15,12 +15,31 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9
 pytestmark = pytest.mark.both_stores
 
 
-async def test_index_links_health_and_chat(client):
+async def test_index_links_health_chat_and_the_api_docs(client):
     resp = await client.get("/")
     body = await resp.json()
     assert resp.status == 200
     assert body["health"] == "/health" and body["chat"] == "/chat"
+    assert body["docs"] == "/docs" and body["openapi"] == "/openapi.json"  # /docs: where the old app had it
     assert body["version"] and body["message"]
+
+
+async def test_the_api_page_serves_only_swagger_uis_own_files_under_a_strict_csp(client):
+    page = await client.get("/docs")
+    html = await page.text()
+    assert page.status == 200 and page.content_type == "text/html"
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "connect-src 'self';" in csp and "unsafe" not in csp
+    # Nothing from elsewhere: every script and stylesheet is this server's own.
+    assert re.findall(r'(?:src|href)="([^"]+)"', html) == [
+        "/static/favicon.svg", "/docs/assets/swagger-ui.css", "/docs/assets/swagger-ui-bundle.js",
+        "/static/docs.js", "/openapi.json"]
+    for asset, kind in (("swagger-ui.css", "/css"), ("swagger-ui-bundle.js", "/javascript")):  # text/ or application/
+        resp = await client.get(f"/docs/assets/{asset}")
+        assert resp.status == 200 and resp.content_type.endswith(kind), asset
+    # The package ships more (the Swagger Editor, source maps): none of it is served.
+    for other in ("swagger-editor-bundle.js", "swagger-ui-bundle.js.map", "oauth2-redirect.html", "..%2Fcore.py"):
+        assert (await client.get(f"/docs/assets/{other}")).status == 404, other
 
 
 async def test_health_reports_services_and_stats(client):
