@@ -272,7 +272,7 @@ async def test_doctor_finds_no_problem_with_a_healthy_server(server: ServerProce
     flags = report["checks"][3]["data"]
     assert flags["environment"] == "development" and flags["auto_create_on_ws"] is False
     # Its probe, as a script, was refused over HTTP by the chat server itself: the upgrade got there.
-    websocket = report["checks"][3]
+    websocket = next(check for check in report["checks"] if check["name"] == "websocket")
     assert websocket["summary"].endswith(
         "refused over HTTP with 404 Room not found (close code 4004), as expected for the made-up id "
         "the doctor used; give --room and --user to try a real pair")
@@ -283,11 +283,12 @@ async def test_doctor_finds_no_problem_with_a_healthy_server(server: ServerProce
 async def test_doctor_takes_the_address_as_url_too_like_the_smoke_tool(server: ServerProcess) -> None:
     positional = (await run_tool(DOCTOR, server.url, "--json")).json()
     flag = (await run_tool(DOCTOR, "--url", server.url, "--json")).json()
-    both = await run_tool(DOCTOR, server.url, "--url", "http://127.0.0.1:1")
+    three = await run_tool(DOCTOR, "--url", server.url, "http://127.0.0.1:1", "http://127.0.0.1:2")
 
     assert statuses(flag) == statuses(positional) and flag["url"] == server.url
-    assert both.status == 2
-    assert both.err.strip().endswith(f"error: two addresses given: {server.url} and --url http://127.0.0.1:1")
+    assert three.status == 2
+    assert three.err.strip().endswith("error: at most two addresses: a process (URL or --url), and another "
+                                      "process of the same deployment")
 
 
 @pytest.mark.parametrize("tool", [SMOKE, DOCTOR], ids=["smoke", "doctor"])
