@@ -79,7 +79,7 @@ async def test_doctor_says_when_two_processes_do_not_share_a_database(
     assert run.status == 1
     failed = run.line("FAIL between processes:")
     assert re.search(rf"the room created through {re.escape(first.url)} does not exist on {re.escape(second.url)} "
-                     r"\(.*4004 Room not found.*\)$", failed), failed
+                     r"\(refused over HTTP with 404 Room not found \(close code 4004\)\)$", failed), failed
     assert run.lines[run.lines.index(failed) + 1] == (
         "     - the processes do not share a database: check DATABASE_URL on each (the same host, port and "
         "database); processes share rooms only through one PostgreSQL, never through SQLite files")
