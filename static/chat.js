@@ -25,6 +25,7 @@ const state = {
   reconnectAttempt: 0,
   reconnectTimer: null,
   connectedOnce: false,  // tells "joined" apart from "reconnected"
+  presenceAsked: 0,      // numbers presence requests: only the latest one's answer is shown
 };
 
 let ui = {};
@@ -667,9 +668,12 @@ function focusComposer() {
 async function refreshPresence() {
   const room = state.room;
   if (room === null) return;
+  // A leave and a join in quick succession ask twice; with several server
+  // processes the answers can come back in either order, and the older one is stale.
+  const asked = ++state.presenceAsked;
   try {
     const people = await api("GET", roomPath(room.id, "/presence"));
-    if (state.room === room) renderPresence(people);
+    if (state.room === room && asked === state.presenceAsked) renderPresence(people);
   } catch (error) {
     // Presence is a nicety: keep the last list rather than alarm anyone.
   }
