@@ -97,6 +97,7 @@ class _Write:
     sql: str
     params: tuple[Any, ...]
     done: asyncio.Future[None]
+    queued_at: float  # loop time; a write waits for another process's lock BUSY_TIMEOUT_SECONDS from here
     message: dict[str, Any] | None = None  # a chat message, whose seq is given at commit time
 
 
@@ -113,7 +114,6 @@ class Database:
         self._checkpointer = checkpointer
         self._queue: list[_Write] = []
         self._commit: asyncio.Handle | None = None  # the scheduled commit of the queue, or its retry
-        self._busy_since: float | None = None
         self._last_commit = float("-inf")  # loop time of the last commit
         self._closing = False
         # The last seq of each room seen by the writer; nothing else writes messages.
@@ -220,7 +220,7 @@ class Database:
             raise RuntimeError("the database is closed")
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._queue.append(_Write(sql, params, done, message))
+        self._queue.append(_Write(sql, params, done, loop.time(), message))
         if self._commit is None:
             self._commit = loop.call_soon(self._commit_queue)
         return done
@@ -230,10 +230,11 @@ class Database:
 
         It never waits for a lock, as it runs on the event loop's thread: while another
         process holds the write lock, the queue is tried again every BUSY_RETRY_SECONDS,
-        in order, and given up after BUSY_TIMEOUT_SECONDS.
+        in order, and each write is given up BUSY_TIMEOUT_SECONDS after it was queued.
         """
+        loop = asyncio.get_running_loop()
         self._commit = None
-        self._last_commit = asyncio.get_running_loop().time()
+        self._last_commit = loop.time()
         runs = _runs_of_one_kind(self._queue)
         self._queue = []
         for index, run in enumerate(runs):
@@ -242,17 +243,20 @@ class Database:
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # the low byte: BUSY_RECOVERY etc. too
                     self._fail(run, exc)
-                elif self._may_wait_for_lock():
-                    self._queue[:0] = [write for later in runs[index:] for write in later]
-                    self._commit = asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self._commit_queue)
-                    return
-                else:
-                    self._busy_since = None  # writes queued after these get a wait of their own
-                    self._fail(run, DatabaseBusy())
+                    continue
+                waiting = [write for later in runs[index:] for write in later]
+                # The queue is in the order of queueing, so the writes out of time come first.
+                expired = next((n for n, write in enumerate(waiting)
+                                if self._last_commit - write.queued_at < BUSY_TIMEOUT_SECONDS), len(waiting))
+                if expired:
+                    self._fail(waiting[:expired], DatabaseBusy())
+                self._queue[:0] = waiting[expired:]
+                if self._queue:
+                    self._commit = loop.call_later(BUSY_RETRY_SECONDS, self._commit_queue)
+                return
             except Exception as exc:  # a constraint, a full disk: only this run of rows fails
                 self._fail(run, exc)
             else:
-                self._busy_since = None
                 self._settle(run)
 
     def _insert(self, writes: list[_Write]) -> None:
@@ -266,12 +270,6 @@ class Database:
         except Exception:
             self._last_seq.clear()  # the seqs just given out were not stored
             raise
-
-    def _may_wait_for_lock(self) -> bool:
-        now = asyncio.get_running_loop().time()
-        if self._busy_since is None:
-            self._busy_since = now
-        return now - self._busy_since < BUSY_TIMEOUT_SECONDS
 
     def _settle(self, writes: list[_Write]) -> None:
         # Messages are announced in the order they were numbered, and before their writers hear back.

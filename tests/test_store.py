@@ -8,8 +8,9 @@ import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websockets.exceptions
@@ -174,6 +175,40 @@ async def test_http_writes_answer_503_when_the_lock_is_held_too_long(client, tmp
     assert [u["username"] for u in await (await client.get("/users")).json()] == ["alice"]
     assert [r["name"] for r in await (await client.get("/rooms")).json()] == ["lobby"]
     assert (await client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]})).status == 200
+
+
+async def test_writes_held_up_by_a_lock_each_give_up_on_their_own_deadline(client, tmp_path):
+    """Writes of alternating kinds queue up behind a lock held in another program: each one is
+    answered 503 BUSY_TIMEOUT_SECONDS after it was sent, not one wait after another (5, 10, 15 s...)."""
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    writes = [lambda: client.post("/users", json={"username": "bob"}),
+              lambda: client.post("/rooms", json={"name": "kitchen"}),
+              lambda: client.post(f"/rooms/{room['id']}/join", json={"user_id": user["id"]})] * 2
+
+    async def timed(write: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
+        started = time.monotonic()
+        return await write(), time.monotonic() - started
+
+    with write_lock_held(tmp_path / "chat.db"):
+        sent: list[asyncio.Task[tuple[Any, float]]] = []
+        for write in writes:
+            sent.append(asyncio.create_task(timed(write)))
+            await asyncio.sleep(0.2)
+        message_sent = time.monotonic()
+        await ws.send_json({"content": "held up"})
+        error = await receive(ws, timeout=3 * db_module.BUSY_TIMEOUT_SECONDS)
+        message_waited = time.monotonic() - message_sent
+        answers = await asyncio.gather(*sent)
+    assert error == {"type": "error", "message": "The message could not be stored; please send it again"}
+    waits = [message_waited]
+    for resp, waited in answers:
+        await assert_error(resp, 503, "The database is locked by another program; try again")
+        waits.append(waited)
+    for waited in waits:
+        assert db_module.BUSY_TIMEOUT_SECONDS - 0.1 <= waited < db_module.BUSY_TIMEOUT_SECONDS + 2, waits
+    assert [u["username"] for u in await (await client.get("/users")).json()] == ["alice"]
 
 
 async def test_a_socket_is_refused_1013_when_the_lock_is_held_too_long(client, tmp_path, short_lock_wait):
