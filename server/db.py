@@ -53,6 +53,10 @@ INSERT_MESSAGE = "INSERT INTO messages (room_id, seq, id, user_id, content, time
 # Checkpoints: in the first pause of writing this long, and under steady writes at least this often.
 CHECKPOINT_WHEN_QUIET_SECONDS = 1.0
 CHECKPOINT_AT_LEAST_SECONDS = 10.0
+# A -wal file bigger than this is started over (and cut back) at the next checkpoint, even while
+# writes go on; in a pause it is emptied whatever its size.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+CHECKPOINT_LOCK_WAIT_SECONDS = 0.2
 # How long writes wait for another process's write lock (the sqlite3 shell in a transaction, say).
 BUSY_TIMEOUT_SECONDS = 5.0
 BUSY_RETRY_SECONDS = 0.01
@@ -106,9 +110,10 @@ class Database:
 
     kind = "sqlite"
 
-    def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection,
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: aiosqlite.Connection,
                  checkpointer: aiosqlite.Connection, owner: int) -> None:
         self._owner = owner
+        self._wal_path = path.with_name(path.name + "-wal")
         self._writer = writer
         self._reader = reader
         self._checkpointer = checkpointer
@@ -138,11 +143,14 @@ class Database:
             writer.execute("PRAGMA busy_timeout = 0")  # from now on, see _commit_queue
             reader = await _connect(path)
             checkpointer = await _connect(path)
+            # A TRUNCATE checkpoint waits this long for the writer's lock, or for readers while it
+            # holds that lock, then gives up until the next checkpoint; PASSIVE ones never wait.
+            await checkpointer.execute(f"PRAGMA busy_timeout = {int(CHECKPOINT_LOCK_WAIT_SECONDS * 1000)}")
         except BaseException:
             writer.close()
             os.close(owner)
             raise
-        return cls(writer, reader, checkpointer, owner)
+        return cls(path, writer, reader, checkpointer, owner)
 
     async def close(self) -> None:
         """Commit what is queued, then close the connections (the last one checkpoints the WAL)."""
@@ -163,6 +171,12 @@ class Database:
         every second, 0.88x with one every 10 s), so it waits for a pause in writing,
         and under steady writes comes every CHECKPOINT_AT_LEAST_SECONDS. The checkpoint
         is also when the WAL is synced to disk, which bounds what a power loss can take.
+
+        Under steady writes a PASSIVE checkpoint never catches up with the writer, so the
+        WAL is never started over and grows by every commit (a flood: 350 MB in 20 s).
+        A TRUNCATE checkpoint starts it over and gives its space back; it holds the write
+        lock (the writer retries in 10 ms) while it copies what the PASSIVE one left, so
+        it follows a PASSIVE one: in a pause, and under writes once the WAL is too big.
         """
         loop = asyncio.get_running_loop()
         last_checkpoint = loop.time()
@@ -177,7 +191,10 @@ class Database:
             last_checkpoint = now
             try:
                 await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as exc:
+                if now - self._last_commit >= CHECKPOINT_WHEN_QUIET_SECONDS or \
+                        self._wal_path.stat().st_size > WAL_SIZE_LIMIT_BYTES:
+                    await self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except (sqlite3.Error, OSError) as exc:
                 log.warning("Checkpoint failed (to be tried again): %s", exc)
 
     # Writes -----------------------------------------------------------------
@@ -462,6 +479,8 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         # 1000 pages, holding up the event loop for an fsync; the checkpointer does it
         # on its own connection instead (see _checkpoint_regularly).
         conn.execute("PRAGMA wal_autocheckpoint = 0")
+        # When the WAL starts over from its beginning, its file is cut back to this size.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
     except BaseException:
         conn.close()
         raise

@@ -110,6 +110,36 @@ async def test_after_a_pause_in_writing_the_database_file_itself_holds_the_messa
     assert stored == ["m0", "m1", "m2"]
 
 
+def file_size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+async def test_the_wal_is_cut_back_while_writes_go_on_and_emptied_in_a_pause(make_client, tmp_path, monkeypatch):
+    """A flood of messages: the -wal file is started over and cut back now and then while it goes
+    on (it used to grow with every commit until the server stopped), and is empty after a pause."""
+    monkeypatch.setattr(db_module, "CHECKPOINT_WHEN_QUIET_SECONDS", 0.3)
+    monkeypatch.setattr(db_module, "CHECKPOINT_AT_LEAST_SECONDS", 1.0)
+    monkeypatch.setattr(db_module, "WAL_SIZE_LIMIT_BYTES", 256 * 1024, raising=False)
+    client = await make_client(rate_limit_per_second=0)
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    wal = tmp_path / "chat.db-wal"
+    sizes = []
+    flood_ends = time.monotonic() + 4
+    while time.monotonic() < flood_ends:
+        for n in range(20):
+            await ws.send_json({"content": f"{n} " + "x" * 1000})
+        for _ in range(20):
+            await receive(ws)
+        sizes.append(file_size(wal))
+    assert any(later < earlier for earlier, later in zip(sizes, sizes[1:])), f"the WAL only grew, to {sizes[-1]} bytes"
+    await asyncio.sleep(1.5)
+    assert file_size(wal) < 64 * 1024 < max(sizes), (file_size(wal), max(sizes))
+    history = await (await client.get(f"/rooms/{room['id']}/messages", params={"limit": "1"})).json()
+    assert history[0]["seq"] == 20 * len(sizes)  # nothing was lost on the way
+
+
 @contextlib.contextmanager
 def write_lock_held(path: Path) -> Iterator[None]:
     """Another connection with a write transaction open, as someone in the sqlite3 shell may leave one."""
