@@ -13,6 +13,7 @@ return plain dicts shaped like the API's JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -60,6 +61,9 @@ CHECKPOINT_LOCK_WAIT_SECONDS = 0.2
 # How long writes wait for another process's write lock (the sqlite3 shell in a transaction, say).
 BUSY_TIMEOUT_SECONDS = 5.0
 BUSY_RETRY_SECONDS = 0.01
+# While writes fail for want of space, a write this big is tried this often (see _probe_writes).
+WRITE_PROBE_SECONDS = 1.0
+WRITE_PROBE_BYTES = 16384
 MAX_ROWS_PER_INSERT = 500  # 500 rows of at most 6 values stay far below SQLite's 32766 parameters
 SELECT_MESSAGES = """
     SELECT m.id, m.seq, m.room_id, m.user_id, u.username, m.content, m.timestamp
@@ -96,6 +100,13 @@ class DatabaseBusy(StoreUnavailable):
         super().__init__("The database is locked by another program; try again", "Database busy, try again")
 
 
+class DiskFull(StoreUnavailable):
+    """SQLite could not grow the database or its WAL: the disk (or a quota) is full."""
+
+    def __init__(self) -> None:
+        super().__init__("The server's disk is full; try again later")
+
+
 @dataclasses.dataclass(slots=True)
 class _Write:
     sql: str
@@ -121,6 +132,8 @@ class Database:
         self._commit: asyncio.Handle | None = None  # the scheduled commit of the queue, or its retry
         self._last_commit = float("-inf")  # loop time of the last commit
         self._closing = False
+        self._write_failure: str | None = None  # why writes fail, from a failure until a write succeeds
+        self._probe_task: asyncio.Task[None] | None = None
         # The last seq of each room seen by the writer; nothing else writes messages.
         self._last_seq: dict[str, int] = {}
         self._checkpoint_task = asyncio.create_task(self._checkpoint_regularly(), name="db-checkpoint")
@@ -156,8 +169,10 @@ class Database:
         """Commit what is queued, then close the connections (the last one checkpoints the WAL)."""
         self._closing = True
         await asyncio.gather(*(write.done for write in self._queue), return_exceptions=True)
-        self._checkpoint_task.cancel()
-        await asyncio.gather(self._checkpoint_task, return_exceptions=True)
+        for task in (self._checkpoint_task, self._probe_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._checkpointer.close()
         await self._reader.close()
         self._writer.close()
@@ -258,7 +273,12 @@ class Database:
             try:
                 self._insert(run)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:  # the low byte: BUSY_RECOVERY etc. too
+                code = exc.sqlite_errorcode & 0xFF  # the low byte: BUSY_RECOVERY etc. too
+                if code == sqlite3.SQLITE_FULL:
+                    self._writes_fail(run, DiskFull())
+                    continue
+                if code != sqlite3.SQLITE_BUSY:
+                    log.error("Could not store %d rows: %s", len(run), exc)
                     self._fail(run, exc)
                     continue
                 waiting = [write for later in runs[index:] for write in later]
@@ -266,14 +286,19 @@ class Database:
                 expired = next((n for n, write in enumerate(waiting)
                                 if self._last_commit - write.queued_at < BUSY_TIMEOUT_SECONDS), len(waiting))
                 if expired:
+                    log.warning("Could not store %d rows: another program held the write lock for %g s",
+                                expired, BUSY_TIMEOUT_SECONDS)
                     self._fail(waiting[:expired], DatabaseBusy())
                 self._queue[:0] = waiting[expired:]
                 if self._queue:
                     self._commit = loop.call_later(BUSY_RETRY_SECONDS, self._commit_queue)
                 return
-            except Exception as exc:  # a constraint, a full disk: only this run of rows fails
+            except Exception as exc:  # a constraint, say: only this run of rows fails
+                log.error("Could not store %d rows: %s", len(run), exc)
                 self._fail(run, exc)
             else:
+                if self._write_failure is not None:
+                    self._writes_work_again()
                 self._settle(run)
 
     def _insert(self, writes: list[_Write]) -> None:
@@ -301,10 +326,46 @@ class Database:
                 write.done.set_result(None)
 
     def _fail(self, writes: list[_Write], exc: Exception) -> None:
-        log.error("Could not store %d rows: %s", len(writes), exc)
         for write in writes:
             if not write.done.done():
                 write.done.set_exception(exc)
+
+    @property
+    def write_failure(self) -> str | None:
+        """Why writes fail (a full disk), from a failure until a write succeeds again; None while they work."""
+        return self._write_failure
+
+    def _writes_fail(self, writes: list[_Write], failure: StoreUnavailable) -> None:
+        if self._write_failure is None:  # one line for the whole outage, not one per write
+            log.error("Writes fail: %s (SQLite could not grow chat.db or its -wal)", failure.detail)
+        self._write_failure = failure.detail
+        if self._probe_task is None:
+            self._probe_task = asyncio.create_task(self._probe_writes(), name="db-write-probe")
+        self._fail(writes, failure)
+
+    def _writes_work_again(self) -> None:
+        log.warning("Writes work again")
+        self._write_failure = None
+
+    async def _probe_writes(self) -> None:
+        """While writes fail for want of space, try a small real write now and then: /health must see
+        the space come back even when no client writes (say, a balancer stopped sending any)."""
+        while self._write_failure is not None:
+            await asyncio.sleep(WRITE_PROBE_SECONDS)
+            try:
+                # One transaction on the loop's thread, like every write: nothing else runs in between.
+                self._writer.execute("BEGIN IMMEDIATE")
+                self._writer.execute("INSERT INTO write_probe (filler) VALUES (zeroblob(?))", (WRITE_PROBE_BYTES,))
+                self._writer.execute("DELETE FROM write_probe")
+                self._writer.execute("COMMIT")
+            except sqlite3.Error:
+                if self._writer.in_transaction:  # SQLite may have rolled back by itself
+                    with contextlib.suppress(sqlite3.Error):
+                        self._writer.execute("ROLLBACK")
+            else:
+                if self._write_failure is not None:
+                    self._writes_work_again()
+        self._probe_task = None
 
     def _number_message(self, message: dict[str, Any]) -> tuple[Any, ...]:
         room_id = message["room_id"]

@@ -73,6 +73,9 @@ async def health(request: web.Request) -> web.Response:
         counts, database = {"messages": None, "rooms": None, "users": None}, "unhealthy"
     else:
         database = "healthy"
+    write_failure = request.app[db_key].write_failure
+    if write_failure is not None:
+        database = "unhealthy"  # it answers reads, but nothing new can be stored
     body = {
         "status": database,
         "timestamp": utc_now(),
@@ -84,6 +87,8 @@ async def health(request: web.Request) -> web.Response:
         "store": db.kind,
         "process": PROCESS_NAME,
     }
+    if write_failure is not None:
+        body["detail"] = f"Writes fail: {write_failure}"
     return json_response(body, status=200 if database == "healthy" else 503)
 
 

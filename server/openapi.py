@@ -36,7 +36,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {401: "Missing or wrong token", 403: "Origin not allowed", 404: "Not found",
                413: "Body too large", 422: "Invalid input",
-               503: "The database stayed locked by another program (the sqlite3 shell, say)"}
+               503: "The store cannot write now: locked by another program (the sqlite3 shell, say), or the disk is full"}
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
 
 
@@ -77,7 +77,8 @@ SCHEMAS: dict[str, Any] = {
             "active_rooms", "active_users", "total_messages", "connections", "rooms", "users")}),
         "store": _text(enum=["sqlite", "postgresql"]),
         "process": _text(description="host:pid of the process that answered; several may serve one site"),
-    }),
+        "detail": _text(description="Only while writes fail (a full disk), until one succeeds again"),
+    }, ["status", "timestamp", "version", "environment", "services", "stats", "store", "process"]),
     "DebugFlags": _object({name: {"type": "boolean"} for name in (
         "auto_create_on_ws", "auto_user_on_ws", "auto_create_on_join", "auto_user_on_join", "require_tokens",
         "has_rooms", "has_users")} | {"environment": _text()}),
@@ -95,7 +96,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/": {"get": {"summary": "Service info", "responses": {"200": _json(_ref("Service"))}}},
             "/health": {"get": {"summary": "Health and live stats", "responses": {
-                "200": _json(_ref("Health")), "503": _json(_ref("Health"), "The database does not answer")}}},
+                "200": _json(_ref("Health")), "503": _json(_ref("Health"), "The database does not answer, or writes fail")}}},
             "/_debug": {"get": {"summary": "Effective auto-creation flags", "responses": {
                 "200": _json(_ref("DebugFlags"))}}},
             "/users": {
