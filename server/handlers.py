@@ -73,7 +73,7 @@ async def health(request: web.Request) -> web.Response:
         counts, database = {"messages": None, "rooms": None, "users": None}, "unhealthy"
     else:
         database = "healthy"
-    write_failure = request.app[db_key].write_failure
+    write_failure = db.write_failure
     if write_failure is not None:
         database = "unhealthy"  # it answers reads, but nothing new can be stored
     body = {

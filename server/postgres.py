@@ -524,6 +524,12 @@ class PostgresStore:
         page = [dict(row) for row in rows]
         return page if after is not None else page[::-1]
 
+    @property
+    def write_failure(self) -> str | None:
+        """Always None: a PostgreSQL out of disk fails each write with StoreUnavailable on its own,
+        and its server, not this process, is where its disk is watched."""
+        return None
+
     async def counts(self) -> dict[str, int]:
         """How many users, rooms and messages are stored."""
         async with self._connection() as conn:
