@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import sqlite3
 import sys
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -14,6 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from server import create_app
 from server.config import Config, ConfigError, redact
 from server.db import DatabaseInUse, MigrationError, StoreUnavailable
+from server.listener import LimitedSite, default_connection_limit, log_accept_failures_briefly
 from server.workers import supervise
 
 # Seconds a stop (SIGINT or SIGTERM) waits for requests still running after sockets got 1001.
@@ -39,6 +43,52 @@ class MalformedRequestFilter(logging.Filter):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
         return True
+
+
+def serve(config: Config, reuse_port: bool) -> None:
+    """Serve until SIGINT or SIGTERM, as aiohttp's web.run_app does, but on a LimitedSite."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    log_accept_failures_briefly(loop)
+    main = loop.create_task(listen(config, reuse_port))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        # Stopped while listen() waits: its cleanup runs first, while every socket's task is alive
+        # to close with 1001; only then is what is left cancelled.
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(main)
+    finally:
+        leftover = asyncio.all_tasks(loop)
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def listen(config: Config, reuse_port: bool) -> None:
+    handler_args: dict[str, Any] = {
+        # aiohttp closes a connection that has not sent a whole request's headers this long after it
+        # opened, or after its last answer: a header timeout and the keep-alive time in one.
+        "keepalive_timeout": config.header_timeout_seconds,
+        # Per-request lines only at DEBUG: the proxy in front logs requests, and they cost CPU.
+        "access_log": logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None,
+        "access_log_class": AccessLogger,
+    }
+    runner = web.AppRunner(create_app(config), handle_signals=True, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                           **handler_args)
+    await runner.setup()
+    try:
+        limit = config.max_open_connections
+        if limit is None:
+            limit = default_connection_limit()
+        await LimitedSite(runner, config.host, config.port, limit, handler_args, reuse_port).start()
+        logging.getLogger("chat").info("Accepting %s open connections at most", limit or "any number of")
+        await asyncio.Future()  # until a signal
+    finally:
+        await runner.cleanup()
 
 
 def without_workers_flag(argv: list[str]) -> list[str]:
@@ -85,13 +135,7 @@ def main(argv: list[str] | None = None) -> int:
              config.environment, config.host, config.port,
              redact(config.database_url) if config.database_url else config.db_path)
     try:
-        web.run_app(
-            create_app(config), host=config.host, port=config.port,
-            shutdown_timeout=SHUTDOWN_TIMEOUT, print=None, reuse_port=args.reuse_port,
-            # Per-request lines only at DEBUG: the proxy in front logs requests, and they cost CPU.
-            access_log=logging.getLogger("aiohttp.access") if config.log_level == "DEBUG" else None,
-            access_log_class=AccessLogger,
-        )
+        serve(config, args.reuse_port)
     except sqlite3.Error as exc:
         log.error("Cannot start: cannot use the database %s: %s", config.db_path, exc)
         return 1

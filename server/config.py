@@ -58,6 +58,9 @@ class Config:
     max_connections_per_user: int = 20
     max_connections_per_address: int = 0
     heartbeat_seconds: float = 25
+    header_timeout_seconds: float = 10
+    # None: the open-file limit less what the process needs besides connections (see server/listener.py).
+    max_open_connections: int | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -154,6 +157,8 @@ SETTINGS = (
     Setting("MAX_CONNECTIONS_PER_USER", "max_connections_per_user", "int"),
     Setting("MAX_CONNECTIONS_PER_ADDRESS", "max_connections_per_address", "int"),
     Setting("HEARTBEAT_SECONDS", "heartbeat_seconds", "number"),
+    Setting("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "number"),
+    Setting("MAX_OPEN_CONNECTIONS", "max_open_connections", "int"),
 )
 
 

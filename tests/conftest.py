@@ -73,12 +73,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start `run.py` in a child process with extra environment variables; all are stopped at the end."""
+    """Start `run.py` in a child process with extra environment variables (and a lower open-file
+    limit); all are stopped at the end."""
     servers: list[ServerProcess] = []
 
-    def start(**env: str) -> ServerProcess:
+    def start(open_files: int | None = None, **env: str) -> ServerProcess:
         n = len(servers)
-        server = ServerProcess(tmp_path / f"chat{n}.db", tmp_path / f"server{n}.log", env)
+        server = ServerProcess(tmp_path / f"chat{n}.db", tmp_path / f"server{n}.log", env, open_files=open_files)
         servers.append(server)
         return server.start()
 

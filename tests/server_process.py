@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -29,10 +30,11 @@ class ServerProcess:
     """A server on a free port with its own database and log; stop() sends SIGTERM as an operator would."""
 
     def __init__(self, db_path: Path, log_path: Path, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, open_files: int | None = None) -> None:
         self.db_path = db_path
         self.log_path = log_path
         self.env = env or {}
+        self.open_files = open_files  # the child's RLIMIT_NOFILE, when it must be lower than ours
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -49,10 +51,14 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db_path)],
                 cwd=REPO_ROOT, env={**os.environ, "ENVIRONMENT": "development", **self.env},
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=self._limit_open_files,
             )
         self.wait_until_healthy()
         return self
+
+    def _limit_open_files(self) -> None:
+        if self.open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def wait_until_healthy(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
