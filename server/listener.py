@@ -20,10 +20,10 @@ from aiohttp import web
 
 log = logging.getLogger(__name__)
 
-# Descriptors the process needs besides its connections: standard streams, the listening socket,
-# the event loop's, the database's files (three connections to chat.db, its -wal and -shm), the
-# refusals in flight (each holds one for at most REFUSAL_LINGER_SECONDS), and room to spare.
-RESERVED_DESCRIPTORS = 100
+# Descriptors the process needs besides its connections: 16 at rest (standard streams, the listening
+# socket, the event loop's, the database's files), the refusals in flight (each holds one for at
+# most REFUSAL_LINGER_SECONDS), and room to spare.
+RESERVED_DESCRIPTORS = 64
 REFUSAL_DETAIL = "The server has too many open connections; try again later"
 REFUSAL_LINGER_SECONDS = 1.0
 ACCEPT_FAILURE = "socket.accept() out of system resource"  # asyncio's words

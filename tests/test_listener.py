@@ -105,7 +105,7 @@ def test_connections_over_the_limit_are_answered_503_and_closed(start_server):
 
 
 def test_the_default_limit_stays_below_the_open_file_limit(start_server):
-    """With only 160 descriptors and no setting, the limit is 80 open connections: the rest are refused
+    """With only 160 descriptors and no setting, the limit is 96 open connections: the rest are refused
     with a 503 instead of making accept() fail for want of descriptors."""
     server = start_server(open_files=160)
     time.sleep(0.3)  # until the start-up check's own connection is closed
@@ -115,7 +115,7 @@ def test_the_default_limit_stays_below_the_open_file_limit(start_server):
             conn.sendall(WHOLE)
         for conn in held:
             answers.append(answer(conn)[0])
-        assert answers.count(200) == 80 and answers.count(503) == 40, answers
+        assert answers.count(200) == 96 and answers.count(503) == 24, answers
     assert server.get_json("/health")["status"] == "healthy"
     assert "out of system resource" not in server.log_text()
 
