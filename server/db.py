@@ -337,7 +337,7 @@ class Database:
 
     def _writes_fail(self, writes: list[_Write], failure: StoreUnavailable) -> None:
         if self._write_failure is None:  # one line for the whole outage, not one per write
-            log.error("Writes fail: %s (SQLite could not grow chat.db or its -wal)", failure.detail)
+            log.error("Writes fail: %s (SQLite could not grow the database or its -wal)", failure.detail)
         self._write_failure = failure.detail
         if self._probe_task is None:
             self._probe_task = asyncio.create_task(self._probe_writes(), name="db-write-probe")
