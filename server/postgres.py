@@ -115,7 +115,8 @@ class PostgresStore:
     async def open(cls, url: str, notifications: bool = True) -> PostgresStore:
         """Connect, apply pending migrations (one process at a time), and start following."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS,
+                                             reset=_nothing_to_reset)
         except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot reach the database {redact(url)}: {exc}") from None
         try:
@@ -539,6 +540,11 @@ class PostgresStore:
 
 
 POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgresql"
+
+
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """The pool resets a connection it takes back with a query of its own, one more round trip per
+    use; the queries here leave nothing in a session to reset (no SET, no LISTEN, no lock held)."""
 
 
 def _notice(messages: list[dict[str, Any]], room_id: str) -> str:
