@@ -48,3 +48,9 @@ async def create_user_or_check(db: Database, require_tokens: bool, user_id: str,
     if new_token is None:
         await check_user_token(db, require_tokens, user_id, token)
     return user, new_token
+
+
+async def check_member_token(db: Database, require_tokens: bool, room_id: str, token: str | None) -> None:
+    """Raise Unauthorized unless tokens are off or `token` is that of a member of the room."""
+    if require_tokens and await db.member_with_token(room_id, token) is None:
+        raise Unauthorized("Unauthorized: the token of a member of this room is required")

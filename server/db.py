@@ -419,6 +419,17 @@ class Database:
         rows = await self._reader.execute_fetchall("SELECT token_hash FROM users WHERE id = ?", (user_id,))
         return bool(rows) and hmac.compare_digest(rows[0][0], hash_token(token))
 
+    async def member_with_token(self, room_id: str, token: str | None) -> str | None:
+        """The id of the room's member whose token this is, or None."""
+        if not token or not storable(token):
+            return None
+        # Looked up by its hash, not compared in constant time: the time tells nothing of a
+        # token that is not known, as SHA-256 hashes of guesses share no prefix with it.
+        rows = await self._reader.execute_fetchall(
+            """SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id AND m.room_id = ?
+               WHERE u.token_hash = ?""", (room_id, _hash_token(token)))
+        return rows[0][0] if rows else None
+
     async def room_name(self, room_id: str) -> str | None:
         rows = await self._reader.execute_fetchall("SELECT name FROM rooms WHERE id = ?", (room_id,))
         return rows[0][0] if rows else None

@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import docs
-from .auth import Unauthorized, check_user_token, create_user_or_check, presented_token
+from .auth import Unauthorized, check_member_token, check_user_token, create_user_or_check, presented_token
 from .clock import utc_now
 from .config import PROCESS_NAME, VERSION, config_key
 from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, StoreUnavailable, acceptable_id, db_key, storable
@@ -165,6 +165,7 @@ async def get_room(request: web.Request) -> web.Response:
 
 async def room_messages(request: web.Request) -> web.Response:
     db, room_id = request.app[db_key], request.match_info["room_id"]
+    await check_member_token(db, request.app[config_key].require_tokens, room_id, presented_token(request))
     limit = int_param(request, "limit", default=50, low=1, high=MAX_PAGE)
     before = int_param(request, "before", low=0)
     after = int_param(request, "after", low=0)
@@ -180,7 +181,8 @@ async def room_messages(request: web.Request) -> web.Response:
 
 
 async def room_presence(request: web.Request) -> web.Response:
-    room_id = request.match_info["room_id"]
+    db, room_id = request.app[db_key], request.match_info["room_id"]
+    await check_member_token(db, request.app[config_key].require_tokens, room_id, presented_token(request))
     await require_room(request, room_id)
     here = request.app[hub_key].presence(room_id)
     return json_response(await request.app[db_key].presence(room_id, here))

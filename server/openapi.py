@@ -120,11 +120,11 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [room_id, _query_int("limit", "Page size (default 50)", 1, 1000),
                                _query_int("before", "Only messages with a smaller seq", 0),
                                _query_int("after", "Only messages with a larger seq", 0)],
-                "responses": {"200": _json({"type": "array", "items": _ref("Message")}), **_errors(404, 422)}}},
+                "responses": {"200": _json({"type": "array", "items": _ref("Message")}), **_errors(401, 404, 422)}}},
             "/rooms/{room_id}/presence": {"get": {"summary": "Who is connected now", "parameters": [room_id],
                                                   "responses": {"200": _json({"type": "array",
                                                                               "items": _ref("Presence")}),
-                                                                **_errors(404)}}},
+                                                                **_errors(401, 404)}}},
             "/rooms/{room_id}/join": {"post": {
                 "summary": "Join a room (before opening its socket)", "parameters": [room_id],
                 # null counts as absent for the optional fields, as older clients send it.

@@ -69,8 +69,9 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, token) {
   const options = { method, headers: {} };
+  if (token) options.headers["Authorization"] = "Bearer " + token;
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
@@ -92,6 +93,11 @@ async function api(method, path, body) {
 
 function roomPath(roomId, rest) {
   return "/rooms/" + encodeURIComponent(roomId) + (rest || "");
+}
+
+// A room's history and presence are for its members when the server requires tokens.
+function readRoom(room, rest) {
+  return api("GET", roomPath(room.id, rest), undefined, state.user && state.user.token);
 }
 
 // ---------------------------------------------------------------- notices
@@ -347,7 +353,7 @@ async function joinRoom(room) {
   if (state.room !== room) return;  // another room was picked meanwhile
 
   try {
-    const history = await api("GET", roomPath(room.id, "/messages?limit=" + HISTORY_LIMIT));
+    const history = await readRoom(room, "/messages?limit=" + HISTORY_LIMIT);
     if (state.room !== room) return;
     for (const message of history) showMessage(message);
     offerEarlier(history);
@@ -603,7 +609,7 @@ async function showEarlier() {
   const room = state.room;
   let page;
   try {
-    page = await api("GET", roomPath(room.id, "/messages?limit=" + HISTORY_LIMIT + "&before=" + state.firstSeq));
+    page = await readRoom(room, "/messages?limit=" + HISTORY_LIMIT + "&before=" + state.firstSeq);
   } catch (error) {
     showApiError(error, "Could not load earlier messages");
     return;
@@ -672,7 +678,7 @@ async function refreshPresence() {
   // processes the answers can come back in either order, and the older one is stale.
   const asked = ++state.presenceAsked;
   try {
-    const people = await api("GET", roomPath(room.id, "/presence"));
+    const people = await readRoom(room, "/presence");
     if (state.room === room && asked === state.presenceAsked) renderPresence(people);
   } catch (error) {
     // Presence is a nicety: keep the last list rather than alarm anyone.

@@ -138,7 +138,7 @@ async def test_an_impostor_socket_receives_nothing_of_the_room(make_client):
     # Nobody in the room saw the impostor come or go.
     assert (await send_and_receive(ws_alice, "still private"))["seq"] == 2
     await assert_nothing_more(ws_alice)
-    presence = await (await client.get(f"/rooms/{room['id']}/presence")).json()
+    presence = await (await client.get(f"/rooms/{room['id']}/presence", params={"token": alice["token"]})).json()
     assert presence == [{"user_id": alice["id"], "username": "alice", "connections": 1}]
     await ws_alice.close()
 
@@ -189,7 +189,9 @@ async def test_tokens_are_never_listed_or_logged(make_client, caplog):
     tokens = (alice["token"], typo, auto_token)
     for path in ("/users", f"/users/{alice['id']}", "/users/bob-1", "/rooms", f"/rooms/{room['id']}",
                  f"/rooms/{room['id']}/messages", f"/rooms/{room['id']}/presence", "/_debug", "/health", "/metrics"):
-        text = await (await client.get(path)).text()
+        resp = await client.get(path, headers={"Authorization": f"Bearer {alice['token']}"})
+        assert resp.status == 200, path
+        text = await resp.text()
         assert not any(token in text for token in tokens), path
     for ws in (ws_query, ws_header, auto):
         await ws.close()
@@ -246,6 +248,38 @@ async def test_a_creation_that_loses_the_race_is_checked_like_an_existing_user(m
                 if (failure := await race_join_against_socket(client, room["id"], f"victim-{n}", n % 2 == 1))]
 
     assert failures == [], f"{len(failures)} of {RACE_ROUNDS}: {failures[:3]}"
+
+
+# -- reading a room -----------------------------------------------------------------------
+
+MEMBERS_ONLY = "Unauthorized: the token of a member of this room is required"
+
+
+async def test_with_tokens_on_only_a_member_may_read_a_rooms_history_and_presence(make_client):
+    client = await make_client(require_tokens=True)
+    alice, room, ws_alice = await chatting_room(client)
+    bob = await create_user(client, "bob")  # a user, but not in this room
+    for path in (f"/rooms/{room['id']}/messages", f"/rooms/{room['id']}/messages?limit=10&before=5",
+                 f"/rooms/{room['id']}/presence", "/rooms/no-such-room/messages"):
+        for headers, params in [({}, {}), ({}, {"token": bob["token"]}),
+                                ({"Authorization": f"Bearer {bob['token']}"}, {}),
+                                ({"Authorization": f"Bearer {alice['token'][::-1]}"}, {})]:
+            await assert_error(await client.get(path, headers=headers, params=params), 401, MEMBERS_ONLY)
+
+    by_header = await client.get(f"/rooms/{room['id']}/messages",
+                                 headers={"Authorization": f"Bearer {alice['token']}"})
+    assert [m["content"] for m in await by_header.json()] == ["a secret plan"]
+    by_query = await client.get(f"/rooms/{room['id']}/presence", params={"token": alice["token"]})
+    assert await by_query.json() == [{"user_id": alice["id"], "username": "alice", "connections": 1}]
+    await ws_alice.close()
+
+
+async def test_with_tokens_off_old_clients_read_without_a_token(make_client):
+    client = await make_client(require_tokens=False)
+    _, room, ws_alice = await chatting_room(client)
+    assert [m["content"] for m in await (await client.get(f"/rooms/{room['id']}/messages")).json()] == ["a secret plan"]
+    assert (await client.get(f"/rooms/{room['id']}/presence")).status == 200
+    await ws_alice.close()
 
 
 # -- origins ------------------------------------------------------------------------------

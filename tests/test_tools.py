@@ -199,6 +199,15 @@ async def test_smoke_diagnoses_a_refused_origin(start_server: StartServer) -> No
     assert allowed.line("PASS connect socket:").endswith(" with Origin https://app.example.com")
 
 
+async def test_smoke_passes_a_server_that_requires_tokens(start_server: StartServer) -> None:
+    server = start_server(REQUIRE_TOKENS="true")
+
+    run = await run_tool(SMOKE, "--url", server.url)
+
+    assert run.status == 0, run.out + run.err  # the history, too, is read with the user's token
+    assert run.line("PASS read history:").startswith("PASS read history: the message is stored")
+
+
 @REFUSAL_FORMS
 async def test_smoke_diagnoses_a_missing_token(start_server: StartServer, as_browser: bool, seen: str) -> None:
     server = start_server(REQUIRE_TOKENS="true")

@@ -273,7 +273,10 @@ class Smoke:
             self.report.skipped(step, "nothing was sent")
             return
         url = f"{self.bases.api}/rooms/{self.room_id}/messages?limit=50"
-        answer = await http_call(self.session, "GET", url)
+        # With REQUIRE_TOKENS on, a room's history is for its members: send ours, as the chat page does.
+        token = self.user.get("token") if self.user else None
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        answer = await http_call(self.session, "GET", url, headers=headers)
         if answer.status != 200 or not isinstance(answer.body, list):
             self.report.failed(step, http_failure(answer))
             return

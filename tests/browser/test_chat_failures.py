@@ -177,6 +177,25 @@ def test_wrong_token_is_refused_with_an_explanation(open_chat, start_server):
     expect(alice.notice.get_by_role("button", name="Create new user “alice”")).to_be_visible()
 
 
+def test_with_tokens_required_the_page_reads_history_and_presence_with_its_token(open_chat, start_server):
+    server = start_server(REQUIRE_TOKENS="true")
+    alice = open_chat(server)
+    alice.create_user("alice")
+    alice.create_room("Members only")
+    alice.join_and_wait("Members only")
+    alice.send("Said before Bob came")
+
+    bob = open_chat(server)
+    bob.create_user("bob")
+    bob.join_and_wait("Members only")
+
+    # History over HTTP and presence both need a member's token: the page sends its own.
+    expect(bob.message_texts).to_have_text(["Said before Bob came"])
+    expect(bob.online).to_have_text(["alice", "bob (you)"])
+    expect(alice.online).to_have_text(["alice (you)", "bob"])
+    expect(bob.notice).to_be_hidden()
+
+
 def test_refused_origin_is_explained(open_chat, chat_server):
     """4003 as a browser gets it when a proxy in front of the server rewrites Host.
 
