@@ -31,6 +31,26 @@ def test_page_is_served_with_its_own_assets_and_a_strict_csp(open_chat, chat_ser
     chat.problems.clear()
 
 
+OPEN_SOCKET = """url => new Promise(resolve => {
+    document.addEventListener("securitypolicyviolation", event => resolve("refused: " + event.effectiveDirective));
+    const socket = new WebSocket(url);
+    socket.addEventListener("open", () => resolve("open"));
+    socket.addEventListener("close", event => resolve("closed " + event.code));
+})"""
+
+
+def test_the_page_may_open_sockets_to_its_own_host_only(open_chat, chat_server):
+    chat = open_chat(chat_server)
+    chat.open()
+    own = chat_server.ws_url + "/ws/probe/probe"
+    other_host = own.replace("127.0.0.1", "localhost")  # the same server under another name
+
+    assert chat.page.evaluate(OPEN_SOCKET, own) == "open"  # CSP 'self' covers ws: on the same host
+    assert chat.page.evaluate(OPEN_SOCKET, other_host) == "refused: connect-src"
+    assert [p for p in chat.problems if "CSP violation" in p] != []
+    chat.problems.clear()
+
+
 def test_two_people_see_each_others_messages_joins_and_leaves(open_chat, chat_server):
     alice = open_chat(chat_server)
     alice.create_user("alice")
