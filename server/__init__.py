@@ -14,7 +14,7 @@ from . import frames
 from .config import Config, config_key
 from .db import Database, db_key
 from .handlers import (
-    cors_middleware, error_middleware, http_only, metrics_middleware, security_headers, setup_routes,
+    cors_middleware, error_middleware, host_middleware, http_only, metrics_middleware, security_headers, setup_routes,
 )
 from .history import RecentHistory, history_key
 from .hub import Hub, hub_key
@@ -27,7 +27,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(
-        middlewares=[http_only(m) for m in (metrics_middleware, cors_middleware, error_middleware)],
+        middlewares=[host_middleware,
+                     *(http_only(m) for m in (metrics_middleware, cors_middleware, error_middleware))],
         client_max_size=config.max_body_bytes,
     )
     metrics = Metrics()

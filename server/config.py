@@ -43,6 +43,7 @@ class Config:
     cors_origins: tuple[str, ...] | None = None
     cors_origin_regex: str | None = None
     cors_allow_credentials: bool = True
+    allowed_hosts: tuple[str, ...] = ()  # empty: any Host is served
     host: str = "127.0.0.1"
     port: int = 8000
     db_path: Path = Path("chat.db")
@@ -82,6 +83,12 @@ class Config:
                 re.compile(self.cors_origin_regex)
             except re.error as exc:
                 raise ConfigError(f"CORS_ORIGIN_REGEX={self.cors_origin_regex}: not a regular expression ({exc})") from None
+        hosts = tuple(split_host(entry) for entry in self.allowed_hosts)
+        for entry, host in zip(self.allowed_hosts, hosts):
+            if host is None or host[1] is not None:
+                raise ConfigError(f"ALLOWED_HOSTS={entry}: expected host names without a port (any port of a "
+                                  "listed name is served), IPv6 addresses in brackets, separated by commas")
+        object.__setattr__(self, "allowed_hosts", tuple(name for name, _ in hosts))
         if self.log_level not in logging.getLevelNamesMapping():
             raise ConfigError(f"LOG_LEVEL={self.log_level}: expected DEBUG, INFO, WARNING or ERROR")
         if not 0 < self.port < 65536:
@@ -109,7 +116,7 @@ class Config:
 class Setting:
     variable: str
     field: str
-    kind: str  # "text", "bool", "int", "number" or "origins"
+    kind: str  # "text", "bool", "int", "number", "origins" or "hosts"
 
     def parse(self, raw: str) -> object:
         if self.kind == "bool":
@@ -127,6 +134,8 @@ class Setting:
                 kind = "whole number" if self.kind == "int" else "number"
                 raise ConfigError(f"{self.variable}={raw}: expected a {kind}, 0 or more")
             return number
+        if self.kind == "hosts":
+            return tuple(host.strip() for host in raw.split(",") if host.strip())
         if self.kind == "origins":
             return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
         return raw.upper() if self.variable == "LOG_LEVEL" else raw
@@ -142,6 +151,7 @@ SETTINGS = (
     Setting("CORS_ORIGINS", "cors_origins", "origins"),
     Setting("CORS_ORIGIN_REGEX", "cors_origin_regex", "text"),
     Setting("CORS_ALLOW_CREDENTIALS", "cors_allow_credentials", "bool"),
+    Setting("ALLOWED_HOSTS", "allowed_hosts", "hosts"),
     Setting("HOST", "host", "text"),
     Setting("PORT", "port", "int"),
     Setting("DATABASE_PATH", "db_path", "text"),
@@ -160,6 +170,18 @@ SETTINGS = (
     Setting("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "number"),
     Setting("MAX_OPEN_CONNECTIONS", "max_open_connections", "int"),
 )
+
+
+# A Host header's value: a name or IPv4 address, or an IPv6 address in brackets; then maybe a port.
+HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::(\d{1,5}))?", re.IGNORECASE)
+
+
+def split_host(value: str) -> tuple[str, str | None] | None:
+    """The name (lowercased, without a trailing dot) and port of a Host value; None if it is not one."""
+    match = HOST.fullmatch(value)
+    if match is None or not match[1].rstrip("."):
+        return None
+    return match[1].lower().rstrip("."), match[2]
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

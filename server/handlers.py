@@ -296,6 +296,22 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 
 @web.middleware
+def host_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """ALLOWED_HOSTS: a request for another name (a DNS-rebinding page's, say) is refused before anything else.
+
+    Sockets too, as it holds nothing while the handler runs: it hands back the
+    handler's awaitable rather than awaiting it (see http_only).
+    """
+    if request.app[origin_policy_key].serves_host(request.headers.get("Host")):
+        return handler(request)
+    return refuse_host()
+
+
+async def refuse_host() -> web.Response:
+    return json_response({"detail": "Host not allowed"}, status=400)
+
+
+@web.middleware
 async def cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """CORS from CORS_ORIGINS / CORS_ORIGIN_REGEX, preflights included."""
     origin = request.headers.get("Origin")

@@ -76,3 +76,21 @@ def test_a_malformed_dotenv_line_is_refused(tmp_path):
     dotenv.write_text("PORT 8000\n")
     with pytest.raises(ConfigError, match=r"line 1: expected KEY=VALUE"):
         Config.from_env({}, dotenv=dotenv)
+
+
+def test_allowed_hosts_are_names_without_ports():
+    config = Config.from_env({"ALLOWED_HOSTS": "Chat.Example.com., 127.0.0.1 ,[::1]"}, dotenv=None)
+    assert config.allowed_hosts == ("chat.example.com", "127.0.0.1", "[::1]")
+    assert Config.from_env({}, dotenv=None).allowed_hosts == ()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("chat.example.com:443", "ALLOWED_HOSTS=chat.example.com:443: expected host names without a port"),
+    ("https://chat.example.com", "ALLOWED_HOSTS=https://chat.example.com: expected host names without a port"),
+    ("::1", "ALLOWED_HOSTS=::1: expected host names without a port"),
+])
+def test_allowed_hosts_refuses_what_is_not_a_host_name(value, message):
+    with pytest.raises(ConfigError) as refused:
+        Config.from_env({"ALLOWED_HOSTS": value}, dotenv=None)
+    assert str(refused.value).startswith(message)
+

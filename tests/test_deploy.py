@@ -281,7 +281,7 @@ async def test_doctor_production_checklist_passes_through_nginx(
     start_server: StartServer, start_nginx: StartNginx,
 ) -> None:
     server = start_server(ENVIRONMENT="production", CORS_ORIGINS="https://app.example.com",
-                          REQUIRE_TOKENS="true")
+                          REQUIRE_TOKENS="true", ALLOWED_HOSTS="127.0.0.1")
     proxy = start_nginx(server)
 
     run = await run_tool(DOCTOR, proxy.https_url, "--production", "--origin", "https://app.example.com",

@@ -332,6 +332,53 @@ async def test_production_without_cors_origins_refuses_every_foreign_page(make_c
     await own.close()
 
 
+# -- host names ---------------------------------------------------------------------------
+
+HOST_NOT_ALLOWED = "Host not allowed"
+
+
+async def test_a_dns_rebinding_page_is_refused_when_allowed_hosts_is_set(make_client):
+    """A page on evil.example, whose name the attacker re-pointed at this server, is "same host" by its Host."""
+    client = await make_client(environment="production", require_tokens=False, allowed_hosts=("127.0.0.1",))
+    evil = f"evil.example:{client.port}"
+    rebound = {"Host": evil, "Origin": f"http://{evil}"}
+
+    for method, path, body in [("GET", "/rooms", None), ("GET", "/users", None), ("GET", "/health", None),
+                               ("POST", "/users", {"username": "mallory"}), ("GET", "/chat", None)]:
+        await assert_error(await client.request(method, path, json=body, headers=rebound), 400, HOST_NOT_ALLOWED)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/ws/lobby/u-1", params={"username": "mallory"}, headers=rebound)
+    assert refused.value.status == 400
+    assert (await client.get("/users")).status == 200 and await (await client.get("/users")).json() == []
+
+    # The listed name, with any port (the same server behind a proxy on 443) and in any case, is served.
+    for host in (f"127.0.0.1:{client.port}", "127.0.0.1", "127.0.0.1:443"):
+        own = await client.ws_connect("/ws/lobby/u-1", params={"username": "alice"},
+                                      headers={"Host": host, "Origin": f"http://{host}"})
+        assert (await receive(own))["type"] == "user_joined", host
+        await own.close()
+
+
+async def test_a_host_header_that_is_not_a_host_name_is_refused(make_client):
+    client = await make_client(allowed_hosts=("chat.example",))
+    for host in ("chat.example.evil.example", "evil.example", "chat.example:x", "user@chat.example",
+                 "chat.example/", "[::1]", ""):
+        await assert_error(await client.get("/rooms", headers={"Host": host}), 400, HOST_NOT_ALLOWED)
+    for host in ("chat.example", "CHAT.Example:8000", "chat.example."):
+        assert (await client.get("/rooms", headers={"Host": host})).status == 200, host
+
+
+async def test_without_allowed_hosts_every_host_is_served_as_before(make_client):
+    client = await make_client(environment="production", require_tokens=False)
+    assert (await client.get("/rooms", headers={"Host": "anything.example:1234"})).status == 200
+    # Which is the risk ALLOWED_HOSTS removes: a rebound page counts as this server's own.
+    evil = f"evil.example:{client.port}"
+    rebound = await client.ws_connect("/ws/lobby/u-1", params={"username": "mallory"},
+                                      headers={"Host": evil, "Origin": f"http://{evil}"})
+    assert (await receive(rebound))["type"] == "user_joined"
+    await rebound.close()
+
+
 def preflight_headers(origin: str) -> dict[str, str]:
     return {"Origin": origin, "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "content-type"}

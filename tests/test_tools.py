@@ -407,16 +407,17 @@ async def test_doctor_translates_4001_for_a_socket_without_its_token(
 
 async def test_doctor_production_checklist_passes_a_production_setup(start_server: StartServer) -> None:
     server = start_server(ENVIRONMENT="production", CORS_ORIGINS="https://app.example.com",
-                          REQUIRE_TOKENS="true")
+                          REQUIRE_TOKENS="true", ALLOWED_HOSTS="127.0.0.1")
 
     run = await run_tool(DOCTOR, server.url, "--production", "--origin", "https://app.example.com", "--json")
 
     assert run.status == 0, run.out
-    assert statuses(run.json())[-5:] == [
+    assert statuses(run.json())[-6:] == [
         ("production: environment", "pass"),
         ("production: auto-creation", "pass"),
         ("production: tokens", "pass"),
         ("production: CORS origins", "pass"),
+        ("production: allowed hosts", "pass"),
         # Loopback without TLS is how the server sits behind nginx: a reminder, not a failure.
         ("production: https/wss", "warn"),
     ]
@@ -430,6 +431,9 @@ async def test_doctor_production_checklist_fails_a_development_setup(server: Ser
     assert run.line("FAIL production: CORS origins:") == (
         "FAIL production: CORS origins: any origin is allowed (even https://doctor-probe.invalid)")
     assert run.line("FAIL production: tokens:").startswith("FAIL production: tokens: REQUIRE_TOKENS=false")
+    assert run.line("WARN production: allowed hosts:").startswith(
+        "WARN production: allowed hosts: a request for any host name is served (even doctor-probe.invalid, "
+        "answered 200): a page on a name an attacker points at this server (DNS rebinding)")
     assert run.lines[-1] == "3 problems found (see FAIL above)"
 
 
@@ -444,6 +448,16 @@ async def test_doctor_production_checklist_fails_a_server_without_tokens(start_s
         "FAIL production: tokens: REQUIRE_TOKENS=false: user ids are public (GET /users), "
         "and anyone who knows one can speak as that user")
     assert run.lines[-1] == "1 problem found (see FAIL above)"
+
+
+async def test_doctor_names_a_host_name_the_server_does_not_answer_for(start_server: StartServer) -> None:
+    server = start_server(ALLOWED_HOSTS="chat.example.com,127.0.0.1")
+
+    run = await run_tool(DOCTOR, server.url.replace("127.0.0.1", "localhost"))  # the same server, another name
+
+    assert run.status == 1
+    assert run.line("FAIL healthy:").endswith("the server does not answer for the name localhost")
+    assert run.line("     - add localhost to ALLOWED_HOSTS").startswith("     - add localhost to ALLOWED_HOSTS (comma")
 
 
 async def test_doctor_json_when_nothing_listens() -> None:

@@ -58,6 +58,7 @@ from _cross_process import PROBES, Delivery, measure_delivery
 # An origin no real deployment allows: if the server lets it through, it
 # lets every site through.
 PROBE_ORIGIN = "https://doctor-probe.invalid"
+PROBE_HOST = "doctor-probe.invalid"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 HOST_HEADER_ADVICE = (
     "this origin is the server's own address, which the server always allows: the proxy in "
@@ -145,6 +146,13 @@ class Doctor:
         elif body.get("status") == "unhealthy":
             self.add(Check("healthy", "fail", f"the server reports unhealthy ({health.status})",
                            [STORE_ADVICE.get(body.get("store"), STORE_ADVICE["sqlite"])], data=body))
+        elif health.status == 400 and body.get("detail") == "Host not allowed":
+            name = urlsplit(self.bases.api).hostname
+            self.add(Check("healthy", "fail", f"/health {health.describe()}: the server does not answer for "
+                           f"the name {name}", [
+                f"add {name} to ALLOWED_HOSTS (comma-separated names, no port) and restart; behind a proxy, "
+                "the proxy must pass the browser's Host (nginx: proxy_set_header Host $http_host;)",
+            ]))
         elif health.status in (502, 503, 504):
             self.add(Check("healthy", "fail", f"/health {health.describe()}", [
                 "a proxy answers, but it cannot reach the chat server: is the service running "
@@ -355,6 +363,7 @@ class Doctor:
         self.add(self.production_auto_creation())
         self.add(self.production_tokens())
         self.add(await self.production_cors())
+        self.add(await self.production_hosts())
         self.add(self.production_tls())
 
     def production_environment(self) -> Check:
@@ -413,6 +422,20 @@ class Doctor:
             return Check(name, "warn", "unknown origins are refused; which front end should be "
                          "allowed was not given", ["run again with --origin https://your-front-end"])
         return Check(name, "pass", f"unknown origins are refused; {self.args.origin}: see the cors check")
+
+    async def production_hosts(self) -> Check:
+        name = "production: allowed hosts"
+        probe = await http_call(self.session, "GET", self.bases.api + "/health", headers={"Host": PROBE_HOST})
+        if probe.status is None:
+            return Check(name, "skip", probe.error)
+        if probe.status == 400:
+            return Check(name, "pass", f"a request for another host name ({PROBE_HOST}) is refused")
+        return Check(name, "warn", f"a request for any host name is served (even {PROBE_HOST}, answered "
+                     f"{probe.status}): a page on a name an attacker points at this server (DNS rebinding) "
+                     "counts as the server's own", [
+            "set ALLOWED_HOSTS to the names the server is reached by, e.g. "
+            "ALLOWED_HOSTS=chat.example.com,127.0.0.1 (any port of a listed name is served)",
+        ])
 
     def production_tls(self) -> Check:
         name = "production: https/wss"
