@@ -427,7 +427,7 @@ class Database:
         # token that is not known, as SHA-256 hashes of guesses share no prefix with it.
         rows = await self._reader.execute_fetchall(
             """SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id AND m.room_id = ?
-               WHERE u.token_hash = ?""", (room_id, _hash_token(token)))
+               WHERE u.token_hash = ?""", (room_id, hash_token(token)))
         return rows[0][0] if rows else None
 
     async def room_name(self, room_id: str) -> str | None:

@@ -174,7 +174,8 @@ class PostgresStore:
     # Writes -----------------------------------------------------------------
 
     async def create_user(self, username: str, user_id: str | None = None) -> tuple[dict[str, Any], str | None]:
-        """A new user and its token; with `user_id`, the existing user and None if that id was taken first."""
+        """A new user and its token; with `user_id`, (the existing user, None) if that id was taken,
+        even a moment earlier. The contract is Database.create_user's: a None token means "check the token"."""
         token = secrets.token_urlsafe(32)
         user = {"id": user_id or str(uuid.uuid4()), "username": username, "joined_at": utc_now()}
         async with self._connection() as conn:
@@ -489,6 +490,15 @@ class PostgresStore:
         async with self._connection() as conn:
             stored = await conn.fetchval("SELECT token_hash FROM users WHERE id = $1", user_id)
         return stored is not None and secrets.compare_digest(stored, hash_token(token))
+
+    async def member_with_token(self, room_id: str, token: str | None) -> str | None:
+        """The id of the room's member whose token this is, or None (see Database.member_with_token)."""
+        if not token or not storable(token):
+            return None
+        async with self._connection() as conn:
+            return await conn.fetchval(
+                "SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id AND m.room_id = $1 "
+                "WHERE u.token_hash = $2", room_id, hash_token(token))
 
     async def room_name(self, room_id: str) -> str | None:
         async with self._connection() as conn:

@@ -240,6 +240,7 @@ async def race_join_against_socket(client, room_id: str, user_id: str, socket_fi
             await ws.close()
 
 
+@pytest.mark.both_stores
 async def test_a_creation_that_loses_the_race_is_checked_like_an_existing_user(make_client):
     client = await make_client(environment="production", require_tokens=True)
     room = await create_room(client)
@@ -255,6 +256,7 @@ async def test_a_creation_that_loses_the_race_is_checked_like_an_existing_user(m
 MEMBERS_ONLY = "Unauthorized: the token of a member of this room is required"
 
 
+@pytest.mark.both_stores
 async def test_with_tokens_on_only_a_member_may_read_a_rooms_history_and_presence(make_client):
     client = await make_client(require_tokens=True)
     alice, room, ws_alice = await chatting_room(client)
@@ -274,6 +276,7 @@ async def test_with_tokens_on_only_a_member_may_read_a_rooms_history_and_presenc
     await ws_alice.close()
 
 
+@pytest.mark.both_stores
 async def test_with_tokens_off_old_clients_read_without_a_token(make_client):
     client = await make_client(require_tokens=False)
     _, room, ws_alice = await chatting_room(client)
@@ -337,6 +340,7 @@ async def test_production_without_cors_origins_refuses_every_foreign_page(make_c
 HOST_NOT_ALLOWED = "Host not allowed"
 
 
+@pytest.mark.both_stores
 async def test_a_dns_rebinding_page_is_refused_when_allowed_hosts_is_set(make_client):
     """A page on evil.example, whose name the attacker re-pointed at this server, is "same host" by its Host."""
     client = await make_client(environment="production", require_tokens=False, allowed_hosts=("127.0.0.1",))
