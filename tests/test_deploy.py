@@ -65,9 +65,11 @@ def replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def render_site(ports: SitePorts, cert: Path, key: Path, *, drop_upgrade: bool = False,
+def render_site(ports: SitePorts, cert: Path, key: Path, access_log: Path, *, drop_upgrade: bool = False,
                 drop_host: bool = False) -> str:
     site = SITE.read_text()
+    assert site.count("access_log /var/log/nginx/access.log chat_no_query;") == 2  # both sites
+    site = site.replace("/var/log/nginx/access.log", str(access_log))
     site, ipv6_listens = re.subn(r"^\s*listen \[::\]:\d+.*\n", "", site, flags=re.M)
     assert ipv6_listens == 2
     site = replace_once(site, "listen 80;", f"listen 127.0.0.1:{ports.http};")
@@ -140,6 +142,7 @@ class Proxy:
     https_url: str
     http_url: str
     cert: Path  # trust it with SSL_CERT_FILE, as a client trusts a real CA
+    access_log: Path
 
 
 StartNginx = Callable[..., Proxy]
@@ -156,7 +159,7 @@ def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
         upstreams = upstream if isinstance(upstream, list) else [upstream]
         ports = SitePorts(http=free_port(), https=free_port(), upstreams=[server.port for server in upstreams])
         site = workdir / "chat-site.conf"
-        site.write_text(render_site(ports, cert, key, **mistakes))
+        site.write_text(render_site(ports, cert, key, workdir / "chat-access.log", **mistakes))
         conf = workdir / "nginx.conf"
         conf.write_text(main_config(workdir, site))
         base = [nginx_binary(), "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")]
@@ -166,7 +169,8 @@ def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(process)
         wait_for_port(ports.https, process)
-        return Proxy(f"https://127.0.0.1:{ports.https}", f"http://127.0.0.1:{ports.http}", cert)
+        return Proxy(f"https://127.0.0.1:{ports.https}", f"http://127.0.0.1:{ports.http}", cert,
+                     workdir / "chat-access.log")
 
     yield start
     for process in started:
@@ -329,6 +333,34 @@ async def test_doctor_explains_a_proxy_that_hides_the_browsers_host(
     assert advice[0].startswith("     - this origin is the server's own address")
     assert advice[1].startswith(f"     - the doctor sent Origin {proxy.https_url}, as a page from there does")
     assert advice[2] == "         proxy_set_header Host $http_host;"
+
+
+@needs_nginx
+@needs_openssl
+async def test_tokens_never_reach_nginxs_access_log(start_server: StartServer, start_nginx: StartNginx) -> None:
+    server = start_server(REQUIRE_TOKENS="true")
+    proxy = start_nginx(server)
+    ssl_context = ssl.create_default_context(cafile=str(proxy.cert))
+    async with aiohttp.ClientSession(proxy.https_url) as session:
+        alice = await (await session.post("/users", json={"username": "alice"}, ssl=ssl_context)).json()
+        room = await (await session.post("/rooms", json={"name": "lobby"}, ssl=ssl_context)).json()
+        token, path = alice["token"], f"/ws/{room['id']}/{alice['id']}"
+        async with session.ws_connect(f"{path}?token={token}&since=0", ssl=ssl_context) as ws:  # as the page does
+            assert (await ws.receive_json(timeout=5))["type"] == "user_joined"
+        async with session.ws_connect(f"{path}?token=wrong-{token}", ssl=ssl_context) as ws:
+            assert (await ws.receive(timeout=5)).data == 4001
+        read = await session.get(f"/rooms/{room['id']}/messages?token={token}", ssl=ssl_context,
+                                 headers={"Referer": f"https://app.example/?token={token}"})
+        assert read.status == 200
+    async with aiohttp.ClientSession() as session:  # plain http, redirected
+        async with session.get(f"{proxy.http_url}{path}?token={token}", allow_redirects=False) as resp:
+            assert resp.status == 301
+
+    log = proxy.access_log.read_text()
+    assert f'"GET {path} HTTP/1.1" 101' in log  # the sockets are logged, without their query
+    assert f'"GET /rooms/{room["id"]}/messages HTTP/1.1" 200' in log
+    assert f'"GET {path} HTTP/1.1" 301' in log
+    assert token not in log and "token=" not in log
 
 
 @needs_nginx
