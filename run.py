@@ -18,6 +18,7 @@ from server import create_app
 from server.config import Config, ConfigError, redact
 from server.db import DatabaseInUse, MigrationError, StoreUnavailable
 from server.listener import LimitedSite, default_connection_limit, log_accept_failures_briefly
+from server.request_info import loggable_path
 from server.workers import supervise
 
 # Seconds a stop (SIGINT or SIGTERM) waits for requests still running after sockets got 1001.
@@ -28,7 +29,7 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request, without the query string: a socket's `?token=` must not reach the logs."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.debug('%s "%s %s" %d %.1fms', request.remote, request.method, request.path,
+        self.logger.debug('%s "%s %s" %d %.1fms', request.remote, request.method, loggable_path(request),
                           response.status, time * 1000)
 
 

@@ -26,6 +26,7 @@ from .hub import hub_key
 from .metrics import metrics_key
 from .openapi import openapi_document
 from .origins import origin_policy_key
+from .request_info import loggable_path
 from .ws import chat_socket, parse_whole_number
 
 log = logging.getLogger(__name__)
@@ -286,12 +287,12 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             response.headers["Allow"] = exc.headers["Allow"]  # a 405 must say which methods work (RFC 9110)
         return response
     except StoreUnavailable as exc:
-        log.warning("%s %s not done: %s", request.method, request.path, exc.detail)
+        log.warning("%s %s not done: %s", request.method, loggable_path(request), exc.detail)
         return json_response({"detail": exc.detail}, status=503)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("Error handling %s %s", request.method, request.path)
+        log.exception("Error handling %s %s", request.method, loggable_path(request))
         return json_response({"detail": "internal error"}, status=500)
 
 
