@@ -61,7 +61,7 @@ async def open_store(config: Config) -> Database | PostgresStore:
 
 async def database(app: web.Application) -> AsyncIterator[None]:
     app[db_key] = db = await open_store(app[config_key])
-    app[history_key] = history = RecentHistory(db)
+    app[history_key] = history = RecentHistory(db, app[config_key].history_cache_bytes)
     hub = app[hub_key]
 
     def messages_committed(messages: list[dict[str, Any]]) -> None:

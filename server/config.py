@@ -62,6 +62,7 @@ class Config:
     header_timeout_seconds: float = 10
     # None: the open-file limit less what the process needs besides connections (see server/listener.py).
     max_open_connections: int | None = None
+    history_cache_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -169,6 +170,7 @@ SETTINGS = (
     Setting("HEARTBEAT_SECONDS", "heartbeat_seconds", "number"),
     Setting("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "number"),
     Setting("MAX_OPEN_CONNECTIONS", "max_open_connections", "int"),
+    Setting("HISTORY_CACHE_BYTES", "history_cache_bytes", "int"),
 )
 
 

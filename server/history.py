@@ -3,7 +3,11 @@
 Most history requests ask for a room's latest page (the page loads it on
 every join). Those are answered from memory: each room keeps its last
 RECENT_PER_ROOM messages as encoded JSON items, filled from SQLite on the
-room's first request and kept up to date as messages are committed.
+room's first request and kept up to date as messages are committed. The
+whole cache is bounded in bytes (HISTORY_CACHE_BYTES), not in rooms: a
+message may be 24 KB once its control characters are escaped, so a bound
+in rooms alone would let a few clients fill gigabytes. The least recently
+read rooms go first.
 """
 
 from __future__ import annotations
@@ -17,15 +21,39 @@ from .db import Database
 from .frames import to_json
 
 RECENT_PER_ROOM = 100
-RECENT_ROOMS = 1000  # rooms kept, least recently read dropped first: memory stays bounded
+# What a cached room and each of its items cost besides the items' bytes (the objects around
+# them, measured roughly): counted so that many small rooms are bounded as well as a few big ones.
+ROOM_OVERHEAD_BYTES = 1000
+ITEM_OVERHEAD_BYTES = 50
+
+
+class CachedRoom:
+    """One room's last messages and the bytes they take."""
+
+    __slots__ = ("items", "size")
+
+    def __init__(self, items: list[bytes]) -> None:
+        self.items = deque(items[-RECENT_PER_ROOM:])
+        self.size = ROOM_OVERHEAD_BYTES + sum(len(item) + ITEM_OVERHEAD_BYTES for item in self.items)
+
+    def append(self, item: bytes) -> int:
+        """Add a message's item, dropping the oldest beyond RECENT_PER_ROOM; the change in size."""
+        self.items.append(item)
+        change = len(item) + ITEM_OVERHEAD_BYTES
+        if len(self.items) > RECENT_PER_ROOM:
+            change -= len(self.items.popleft()) + ITEM_OVERHEAD_BYTES
+        self.size += change
+        return change
 
 
 class RecentHistory:
-    """Per room, the last messages as JSON items, in seq order."""
+    """Per room, the last messages as JSON items, in seq order; at most `max_bytes` in all (0: no cache)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_bytes: int) -> None:
         self.db = db
-        self.rooms: OrderedDict[str, deque[bytes]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.rooms: OrderedDict[str, CachedRoom] = OrderedDict()
         # Messages committed while a room is being loaded (seq and item), to add to what the load read.
         self.loading: dict[str, list[tuple[int, bytes]]] = {}
 
@@ -33,7 +61,8 @@ class RecentHistory:
         """To be told, in seq order, of every message the store has committed, with its JSON `item`."""
         room = self.rooms.get(message["room_id"])
         if room is not None:
-            room.append(item)
+            self.size += room.append(item)
+            self._shrink()
         elif message["room_id"] in self.loading:
             self.loading[message["room_id"]].append((message["seq"], item))
 
@@ -46,14 +75,16 @@ class RecentHistory:
                 return None
         else:
             self.rooms.move_to_end(room_id)
-        items = list(room)[-limit:] if limit < len(room) else room
+        items = room.items
+        if limit < len(items):
+            items = list(items)[-limit:]
         return b"[" + b",".join(items) + b"]"
 
-    async def _load(self, room_id: str) -> deque[bytes] | None:
+    async def _load(self, room_id: str) -> CachedRoom | None:
         if await self.db.room_name(room_id) is None:
             return None
         # Only the first of several simultaneous loads of a room fills the cache; the others just read.
-        first = room_id not in self.loading
+        first = room_id not in self.loading and bool(self.max_bytes)
         if first:
             self.loading[room_id] = []
         try:
@@ -68,14 +99,20 @@ class RecentHistory:
         finally:
             arrived = self.loading.pop(room_id) if first else []
         last = stored[-1]["seq"] if stored else 0
-        items = [to_json(message).encode() for message in stored] + [item for seq, item in arrived if seq > last]
-        room = deque(items, maxlen=RECENT_PER_ROOM)
+        room = CachedRoom([to_json(message).encode() for message in stored]
+                          + [item for seq, item in arrived if seq > last])
         if first:
             self.rooms[room_id] = room
-            if len(self.rooms) > RECENT_ROOMS:
-                evicted, _ = self.rooms.popitem(last=False)
-                self.db.unfollow(evicted)
+            self.size += room.size
+            self._shrink()
         return room
+
+    def _shrink(self) -> None:
+        """Drop the least recently read rooms until the cache fits its bound."""
+        while self.size > self.max_bytes and self.rooms:
+            evicted, room = self.rooms.popitem(last=False)
+            self.size -= room.size
+            self.db.unfollow(evicted)
 
 
 history_key = web.AppKey("chat.history", RecentHistory)
