@@ -30,7 +30,8 @@ PROCESSES = {OURS_PG3: 3}
 POSTGRES_KINDS = (OURS_PG, OURS_PG3)
 
 # What the benchmark turns off in the server under test, as API.md allows.
-OURS_ENV = {"RATE_LIMIT_PER_SECOND": "0", "MAX_CONNECTIONS_PER_USER": "0", "LOG_LEVEL": "WARNING"}
+OURS_ENV = {"RATE_LIMIT_PER_SECOND": "0", "CREATE_RATE_PER_MINUTE": "0", "MAX_CONNECTIONS_PER_USER": "0",
+            "LOG_LEVEL": "WARNING"}
 
 
 @dataclass

@@ -18,6 +18,7 @@ from .handlers import (
 )
 from .history import RecentHistory, history_key
 from .hub import Hub, hub_key
+from .limits import CreationLimit, creation_limit_key
 from .metrics import Metrics, metrics_key
 from .origins import OriginPolicy, origin_policy_key
 from .postgres import PostgresStore
@@ -35,6 +36,7 @@ def create_app(config: Config) -> web.Application:
     app[config_key] = config
     app[metrics_key] = metrics
     app[origin_policy_key] = OriginPolicy(config)
+    app[creation_limit_key] = CreationLimit(config.create_rate_per_minute)
     app[hub_key] = hub = Hub(config.send_queue_limit, config.max_connections_per_user,
                              config.max_connections_per_address, config.heartbeat_seconds)
     metrics.watch(hub)

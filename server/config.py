@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ NO_TOKEN_DECISION = (
     "must carry its token) or false (only for old clients that send no token: anyone who knows a "
     "user id can then post as that user)"
 )
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -63,6 +65,8 @@ class Config:
     # None: the open-file limit less what the process needs besides connections (see server/listener.py).
     max_open_connections: int | None = None
     history_cache_bytes: int = 32 * 1024 * 1024
+    create_rate_per_minute: float = 600
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -97,6 +101,7 @@ class Config:
         object.__setattr__(self, "db_path", Path(self.db_path))
         if self.database_url and urlsplit(self.database_url).scheme not in ("postgresql", "postgres"):
             raise ConfigError(f"DATABASE_URL={redact(self.database_url)}: expected postgresql://user:password@host:port/database")
+        object.__setattr__(self, "trusted_proxies", tuple(map(parse_network, self.trusted_proxies)))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env"),
@@ -117,7 +122,7 @@ class Config:
 class Setting:
     variable: str
     field: str
-    kind: str  # "text", "bool", "int", "number", "origins" or "hosts"
+    kind: str  # "text", "bool", "int", "number", "origins" or "list"
 
     def parse(self, raw: str) -> object:
         if self.kind == "bool":
@@ -135,11 +140,20 @@ class Setting:
                 kind = "whole number" if self.kind == "int" else "number"
                 raise ConfigError(f"{self.variable}={raw}: expected a {kind}, 0 or more")
             return number
-        if self.kind == "hosts":
-            return tuple(host.strip() for host in raw.split(",") if host.strip())
         if self.kind == "origins":
             return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+        if self.kind == "list":
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
         return raw.upper() if self.variable == "LOG_LEVEL" else raw
+
+
+def parse_network(text: str | IPNetwork) -> IPNetwork:
+    """A TRUSTED_PROXIES entry: an address, or a network like 10.0.0.0/8."""
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ConfigError(f"TRUSTED_PROXIES={text}: expected addresses or networks like 10.0.0.0/8, "
+                          "separated by commas") from None
 
 
 SETTINGS = (
@@ -152,7 +166,7 @@ SETTINGS = (
     Setting("CORS_ORIGINS", "cors_origins", "origins"),
     Setting("CORS_ORIGIN_REGEX", "cors_origin_regex", "text"),
     Setting("CORS_ALLOW_CREDENTIALS", "cors_allow_credentials", "bool"),
-    Setting("ALLOWED_HOSTS", "allowed_hosts", "hosts"),
+    Setting("ALLOWED_HOSTS", "allowed_hosts", "list"),
     Setting("HOST", "host", "text"),
     Setting("PORT", "port", "int"),
     Setting("DATABASE_PATH", "db_path", "text"),
@@ -171,6 +185,8 @@ SETTINGS = (
     Setting("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "number"),
     Setting("MAX_OPEN_CONNECTIONS", "max_open_connections", "int"),
     Setting("HISTORY_CACHE_BYTES", "history_cache_bytes", "int"),
+    Setting("CREATE_RATE_PER_MINUTE", "create_rate_per_minute", "number"),
+    Setting("TRUSTED_PROXIES", "trusted_proxies", "list"),
 )
 
 

@@ -406,10 +406,13 @@ class Database:
             "SELECT id, username, joined_at FROM users WHERE id = ?", (user_id,))
         return _user(rows[0]) if rows else None
 
-    async def list_users(self) -> list[dict[str, Any]]:
+    async def list_users(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` users in creation order, after the user with id `after` (a page's last)."""
         # rowid breaks ties in creation order: many users are created within one millisecond.
+        where, params = ("WHERE (joined_at, rowid) > (SELECT joined_at, rowid FROM users WHERE id = ?)", (after,)) \
+            if after is not None else ("", ())
         rows = await self._reader.execute_fetchall(
-            "SELECT id, username, joined_at FROM users ORDER BY joined_at, rowid")
+            f"SELECT id, username, joined_at FROM users {where} ORDER BY joined_at, rowid LIMIT ?", (*params, limit))
         return [_user(row) for row in rows]
 
     async def check_token(self, user_id: str, token: str | None) -> bool:
@@ -435,17 +438,23 @@ class Database:
         return rows[0][0] if rows else None
 
     async def get_room(self, room_id: str) -> dict[str, Any] | None:
-        rooms = await self._rooms("WHERE r.id = ?", (room_id,))
+        rooms = await self._rooms("WHERE id = ?", (room_id,), 1)
         return rooms[0] if rooms else None
 
-    async def list_rooms(self) -> list[dict[str, Any]]:
-        return await self._rooms("", ())
+    async def list_rooms(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` rooms in creation order, after the room with id `after` (a page's last)."""
+        if after is None:
+            return await self._rooms("", (), limit)
+        return await self._rooms(
+            "WHERE (created_at, rowid) > (SELECT created_at, rowid FROM rooms WHERE id = ?)", (after,), limit)
 
-    async def _rooms(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _rooms(self, where: str, params: tuple[Any, ...], limit: int) -> list[dict[str, Any]]:
         rows = await self._reader.execute_fetchall(
             f"""SELECT r.id, r.name, r.created_at, m.user_id
-                FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id {where}
-                ORDER BY r.created_at, r.rowid, m.joined_at, m.user_id""", params)
+                FROM (SELECT rowid AS position, id, name, created_at FROM rooms {where}
+                      ORDER BY created_at, rowid LIMIT ?) r
+                LEFT JOIN memberships m ON m.room_id = r.id
+                ORDER BY r.created_at, r.position, m.joined_at, m.user_id""", (*params, limit))
         rooms: dict[str, dict[str, Any]] = {}
         for room_id, name, created_at, member in rows:
             room = rooms.setdefault(room_id, {"id": room_id, "name": name, "created_at": created_at, "users": []})

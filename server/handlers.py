@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ from .db import MAX_ID, MAX_ROOM_NAME, MAX_USERNAME, MIN_USERNAME, StoreUnavaila
 from .frames import to_json
 from .history import RECENT_PER_ROOM, history_key
 from .hub import hub_key
+from .limits import creation_limit_key, too_many_creations
 from .metrics import metrics_key
 from .openapi import openapi_document
 from .origins import origin_policy_key
-from .request_info import loggable_path
+from .request_info import client_address, loggable_path
 from .ws import chat_socket, parse_whole_number
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,11 @@ PAGE_POLICIES = {"/chat": CHAT_CONTENT_SECURITY_POLICY, "/docs": docs.CONTENT_SE
 class ApiError(Exception):
     """A refused request: answered with `status` and `{"detail": detail}`."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers or {}
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -131,12 +134,13 @@ async def create_user(request: web.Request) -> web.Response:
     username = text_field(body, "username", MAX_USERNAME).strip()
     if len(username) < MIN_USERNAME:
         raise ApiError(422, "Username must be at least 2 characters long")
+    limit_creations(request, 1)
     user, token = await request.app[db_key].create_user(username)
     return json_response({**user, "token": token})
 
 
 async def list_users(request: web.Request) -> web.Response:
-    return json_response(await request.app[db_key].list_users())
+    return await listing(request, request.app[db_key].list_users)
 
 
 async def get_user(request: web.Request) -> web.Response:
@@ -151,12 +155,46 @@ async def create_room(request: web.Request) -> web.Response:
     name = text_field(body, "name", MAX_ROOM_NAME).strip()
     if not name:
         raise ApiError(422, "Room name must not be empty")
+    limit_creations(request, 1)
     room = await request.app[db_key].create_room(name)
     return json_response({**room, "users": []})
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    return json_response(await request.app[db_key].list_rooms())
+    return await listing(request, request.app[db_key].list_rooms)
+
+
+async def listing(request: web.Request, read_page: Callable[[int, str | None], Awaitable[list[dict[str, Any]]]]
+                  ) -> web.Response:
+    """A page of users or rooms, in creation order; `Link: <...>; rel="next"` names the next page, if any.
+
+    Pages keep a response small enough to encode on the event loop without holding up the chat.
+    """
+    limit = int_param(request, "limit", default=MAX_PAGE, low=1, high=MAX_PAGE)
+    after = request.query.get("after")
+    page = await read_page(limit + 1, None if after is None else cursor_id(after))
+    response = json_response(page[:limit])
+    if len(page) > limit:
+        query = {"limit": str(limit), "after": cursor(page[limit - 1]["id"])}
+        response.headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
+    return response
+
+
+def cursor(item_id: str) -> str:
+    """An opaque cursor naming the last item of a page (clients only pass it back)."""
+    return base64.urlsafe_b64encode(item_id.encode()).decode().rstrip("=")
+
+
+def cursor_id(text: str) -> str:
+    try:
+        # Bytes that are no id's find no item: an empty page, like any cursor of nothing.
+        item_id = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True).decode(
+            errors="replace")
+    except ValueError:  # binascii.Error, or text that is not even ASCII
+        item_id = ""
+    if not item_id:
+        raise ApiError(422, "after must be the cursor from the Link header of the previous page")
+    return item_id
 
 
 async def get_room(request: web.Request) -> web.Response:
@@ -204,6 +242,7 @@ async def join_room(request: web.Request) -> web.Response:
     if user is None and not (config.allow_join_auto_users and len(username) >= MIN_USERNAME
                              and acceptable_id(user_id)):
         raise ApiError(404, "User not found")
+    limit_creations(request, (room_name is None) + (user is None))
     new_token = None
     if user is None:
         user, new_token = await create_user_or_check(db, config.require_tokens, user_id, username, token)
@@ -216,6 +255,13 @@ async def join_room(request: web.Request) -> web.Response:
     if new_token:
         answer["token"] = new_token
     return json_response(answer)
+
+
+def limit_creations(request: web.Request, count: int) -> None:
+    """Spend `count` of the client's CREATE_RATE_PER_MINUTE, or refuse with 429 before anything is written."""
+    retry_after = request.app[creation_limit_key].retry_after(client_address(request), count)
+    if retry_after is not None:
+        raise ApiError(429, too_many_creations(retry_after), {"Retry-After": str(retry_after)})
 
 
 # Input -------------------------------------------------------------------------
@@ -273,7 +319,9 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         return await handler(request)
     except ApiError as exc:
-        return json_response({"detail": exc.detail}, status=exc.status)
+        response = json_response({"detail": exc.detail}, status=exc.status)
+        response.headers.update(exc.headers)
+        return response
     except Unauthorized as exc:
         return json_response({"detail": exc.detail}, status=401)
     except web.HTTPException as exc:
@@ -332,6 +380,7 @@ async def cors_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     if origin and allowed and not response.prepared:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
+        response.headers["Access-Control-Expose-Headers"] = "Link, Retry-After"  # so pages can follow and wait
         if request.app[config_key].cors_allow_credentials:
             response.headers["Access-Control-Allow-Credentials"] = "true"
     return response

@@ -36,6 +36,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {401: "Missing or wrong token", 403: "Origin not allowed", 404: "Not found",
                413: "Body too large", 422: "Invalid input",
+               429: "Too many users and rooms created from this address (CREATE_RATE_PER_MINUTE); see Retry-After",
                503: "The store cannot write now: locked by another program (the sqlite3 shell, say), or the disk is full"}
     return {str(status): _json(_ref("Error"), reasons[status]) for status in statuses}
 
@@ -49,6 +50,22 @@ def _query_int(name: str, description: str, minimum: int, maximum: int | None = 
     if maximum is not None:
         schema["maximum"] = maximum
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+CURSOR = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"  # unpadded base64url, not empty
+
+
+def _page_of(schema_name: str) -> dict[str, Any]:
+    """GET /users and GET /rooms: a page in creation order, linking to the next."""
+    return {
+        "summary": f"{schema_name}s in creation order, a page at a time",
+        "parameters": [_query_int("limit", "Page size (default and most 1000)", 1, 1000),
+                       {"name": "after", "in": "query", "required": False, "schema": _text(minLength=2, pattern=CURSOR),
+                        "description": "The cursor from the previous page's Link header"}],
+        "responses": {"200": {**_json({"type": "array", "items": _ref(schema_name)}), "headers": {"Link": {
+            "description": 'The next page, `<URL>; rel="next"`; absent on the last page', "schema": _text()}}},
+            **_errors(422)},
+    }
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -100,18 +117,18 @@ def openapi_document() -> dict[str, Any]:
             "/_debug": {"get": {"summary": "Effective auto-creation flags", "responses": {
                 "200": _json(_ref("DebugFlags"))}}},
             "/users": {
-                "get": {"summary": "All users", "responses": {"200": _json({"type": "array", "items": _ref("User")})}},
+                "get": _page_of("User"),
                 "post": {"summary": "Create a user", "requestBody": _body(_object(
                     {"username": _text(MAX_USERNAME, minLength=2, pattern=TWO_VISIBLE)})),
-                    "responses": {"200": _json(_ref("NewUser")), **_errors(403, 413, 422, 503)}},
+                    "responses": {"200": _json(_ref("NewUser")), **_errors(403, 413, 422, 429, 503)}},
             },
             "/users/{user_id}": {"get": {"summary": "One user", "parameters": [user_id], "responses": {
                 "200": _json(_ref("User")), **_errors(404)}}},
             "/rooms": {
-                "get": {"summary": "All rooms", "responses": {"200": _json({"type": "array", "items": _ref("Room")})}},
+                "get": _page_of("Room"),
                 "post": {"summary": "Create a room", "requestBody": _body(_object(
                     {"name": _text(MAX_ROOM_NAME, minLength=1, pattern=ONE_VISIBLE)})),
-                    "responses": {"200": _json(_ref("Room")), **_errors(403, 413, 422, 503)}},
+                    "responses": {"200": _json(_ref("Room")), **_errors(403, 413, 422, 429, 503)}},
             },
             "/rooms/{room_id}": {"get": {"summary": "One room", "parameters": [room_id], "responses": {
                 "200": _json(_ref("Room")), **_errors(404)}}},
@@ -130,7 +147,7 @@ def openapi_document() -> dict[str, Any]:
                 # null counts as absent for the optional fields, as older clients send it.
                 "requestBody": _body(_object({"user_id": _text(MAX_ID), "username": _text(MAX_USERNAME, nullable=True),
                                               "token": _text(200, nullable=True)}, ["user_id"])),
-                "responses": {"200": _json(_ref("Joined")), **_errors(401, 403, 404, 413, 422, 503)}}},
+                "responses": {"200": _json(_ref("Joined")), **_errors(401, 403, 404, 413, 422, 429, 503)}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _text()}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}},

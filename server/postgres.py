@@ -478,9 +478,13 @@ class PostgresStore:
             row = await conn.fetchrow("SELECT id, username, joined_at FROM users WHERE id = $1", user_id)
         return dict(row) if row else None
 
-    async def list_users(self) -> list[dict[str, Any]]:
+    async def list_users(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` users in creation order, after the user with id `after` (a page's last)."""
+        where, params = ("WHERE position > (SELECT position FROM users WHERE id = $2)", (after,)) \
+            if after is not None else ("", ())
         async with self._connection() as conn:
-            rows = await conn.fetch("SELECT id, username, joined_at FROM users ORDER BY position")
+            rows = await conn.fetch(
+                f"SELECT id, username, joined_at FROM users {where} ORDER BY position LIMIT $1", limit, *params)
         return [dict(row) for row in rows]
 
     async def check_token(self, user_id: str, token: str | None) -> bool:
@@ -505,20 +509,25 @@ class PostgresStore:
             return await conn.fetchval("SELECT name FROM rooms WHERE id = $1", room_id)
 
     async def get_room(self, room_id: str) -> dict[str, Any] | None:
-        rooms = await self._rooms("WHERE r.id = $1", (room_id,))
+        rooms = await self._rooms("WHERE id = $2", (room_id,), 1)
         return rooms[0] if rooms else None
 
-    async def list_rooms(self) -> list[dict[str, Any]]:
-        return await self._rooms("", ())
+    async def list_rooms(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` rooms in creation order, after the room with id `after` (a page's last)."""
+        if after is None:
+            return await self._rooms("", (), limit)
+        return await self._rooms("WHERE position > (SELECT position FROM rooms WHERE id = $2)", (after,), limit)
 
-    async def _rooms(self, where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    async def _rooms(self, where: str, params: tuple[Any, ...], limit: int) -> list[dict[str, Any]]:
         async with self._connection() as conn:
             rows = await conn.fetch(
                 f"""SELECT r.id, r.name, r.created_at,
                            coalesce(array_agg(m.user_id ORDER BY m.joined_at, m.user_id)
                                     FILTER (WHERE m.user_id IS NOT NULL), '{{}}') AS users
-                    FROM rooms r LEFT JOIN memberships m ON m.room_id = r.id {where}
-                    GROUP BY r.id ORDER BY r.position""", *params)
+                    FROM (SELECT id, name, created_at, position FROM rooms {where}
+                          ORDER BY position LIMIT $1) r
+                    LEFT JOIN memberships m ON m.room_id = r.id
+                    GROUP BY r.id, r.name, r.created_at, r.position ORDER BY r.position""", limit, *params)
         return [dict(row) for row in rows]
 
     async def messages(self, room_id: str, limit: int, before: int | None = None,

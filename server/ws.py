@@ -23,9 +23,10 @@ from .auth import Unauthorized, check_user_token, create_user_or_check, presente
 from .config import Config, config_key
 from .db import MAX_SEQ, MAX_USERNAME, MIN_USERNAME, Database, StoreUnavailable, acceptable_id, db_key, storable
 from .hub import CLOSE_TIMEOUT, Hub, Peer, ShuttingDown, TooManyConnections, hub_key
-from .limits import TokenBucket
+from .limits import TokenBucket, creation_limit_key, too_many_creations
 from .metrics import Metrics, metrics_key
 from .origins import origin_policy_key
+from .request_info import client_address
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,16 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
                              and acceptable_id(user_id)):
         raise Refused(4004, "User not found")
     token = presented_token(request)
+    address = client_address(request)
     try:
         if user is not None:
             await check_user_token(db, config.require_tokens, user_id, token)
         # Before anything is created: a socket over the limits must leave no room or user behind.
         # (enter() checks again, for sockets admitted meanwhile.)
-        request.app[hub_key].check_capacity(user_id, request.remote or "")
+        request.app[hub_key].check_capacity(user_id, address)
+        retry_after = request.app[creation_limit_key].retry_after(address, (room_name is None) + (user is None))
+        if retry_after is not None:
+            raise Refused(1008, too_many_creations(retry_after))
         new_token = None
         # The user first: a socket that loses the race for its id and is refused leaves no room behind.
         if user is None:
@@ -154,7 +159,7 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
         raise Refused(1001, "Server shutting down") from None
     bucket = TokenBucket(config.rate_limit_per_second, config.rate_limit_burst) \
         if config.rate_limit_per_second else None
-    peer = Peer(ws, request.transport, room_id, user_id, user["username"], request.remote or "", bucket)
+    peer = Peer(ws, request.transport, room_id, user_id, user["username"], address, bucket)
     return peer, new_token
 
 

@@ -113,6 +113,8 @@ async def test_real_answers_match_the_document(start_server):
     await api.call("GET", "/rooms/{room_id}", 200, f"/rooms/{rid}")
     await api.call("GET", "/rooms/{room_id}", 404, "/rooms/nowhere")
     await api.call("GET", "/rooms", 200)  # now with a member
+    await api.call("GET", "/rooms", 422, "/rooms?limit=0")
+    await api.call("GET", "/users", 422, "/users?after=%25")
 
     member = {"Authorization": f"Bearer {user['token']}"}
     async with aiohttp.ClientSession() as session:
@@ -133,10 +135,12 @@ async def test_real_answers_match_the_document(start_server):
     documented = {(method, path, int(status)) for path, operations in document["paths"].items()
                   for method, operation in operations.items() for status in operation["responses"]}
     # Not provoked here: /health's 503 needs a broken database, and the writes' 503 a write lock held
-    # for 5 s (tests/test_store.py holds one for less, with a shorter wait). With tokens required, a
-    # room that does not exist is a 401 to read, like any room one is not a member of: 404 is without them.
+    # for 5 s (tests/test_store.py holds one for less, with a shorter wait); the 429s need 200
+    # creations (tests/test_creation_and_lists.py). With tokens required, a room that does not
+    # exist is a 401 to read, like any room one is not a member of: 404 is without them.
     assert documented - api.checked == {("get", "/health", 503), ("post", "/users", 503), ("post", "/rooms", 503),
-                                        ("post", "/rooms/{room_id}/join", 503),
+                                        ("post", "/rooms/{room_id}/join", 503), ("post", "/users", 429),
+                                        ("post", "/rooms", 429), ("post", "/rooms/{room_id}/join", 429),
                                         ("get", "/rooms/{room_id}/messages", 404),
                                         ("get", "/rooms/{room_id}/presence", 404)}
 
