@@ -208,13 +208,18 @@ def leave(request: web.Request, ws: web.WebSocketResponse, peer: Peer) -> None:
 
 
 async def replay(ws: web.WebSocketResponse, hub: Hub, db: Database, peer: Peer, after: int) -> None:
-    """Send every message of the room after seq `after`, then the live frames held meanwhile."""
+    """Send every message of the room after seq `after`, then the live frames held meanwhile.
+
+    Only the handler's task may read the socket, so nothing is read meanwhile, pongs included:
+    the client taking the replay's frames is what shows the heartbeat that it is alive.
+    """
     hub.flush(peer)  # what is queued (user_joined, token) goes before the replay
     while True:
         page = await db.messages(peer.room_id, REPLAY_PAGE, after=after)
         for message in page:
             # send_frame waits for the client to read when its buffer is full: a long replay cannot pile up.
             await ws.send_frame(frames.message_payload(message), WSMsgType.TEXT)
+            peer.alive = True
         if page:
             after = page[-1]["seq"]
         if len(page) < REPLAY_PAGE:

@@ -15,6 +15,8 @@ import struct
 
 CLOSE = 0x8
 TEXT = 0x1
+PING = 0x9
+PONG = 0xA
 
 
 class RawSocket:
@@ -104,6 +106,8 @@ def server_frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
     frames, at = [], 0
     while len(data) - at >= 2:
         opcode, size, start = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+        if len(data) < at + {126: 4, 127: 10}.get(size, 2):
+            break  # the extended length has not all arrived yet
         if size == 126:
             size, start = struct.unpack_from("!H", data, at + 2)[0], at + 4
         elif size == 127:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 
+from helpers import TIMEOUT
+from raw_ws import CLOSE, PING, PONG, TEXT, RawSocket, client_frame, close_code, server_frames
 from server.db import migrate
 
 MiB = 1024 * 1024
@@ -19,8 +23,8 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def fill_database(path: Path, rooms: int, messages_per_room: int, content: str) -> list[str]:
-    """Rooms full of messages, written straight into the file before the server starts; their ids."""
+def fill_database(path: Path, rooms: int, messages_per_room: int, content: str) -> tuple[str, list[str]]:
+    """Rooms full of messages, written straight into the file before the server starts; the author's and rooms' ids."""
     conn = sqlite3.connect(path)
     migrate(conn)
     user_id, room_ids = str(uuid.uuid4()), [str(uuid.uuid4()) for _ in range(rooms)]
@@ -32,14 +36,14 @@ def fill_database(path: Path, rooms: int, messages_per_room: int, content: str) 
                          [(room, seq, str(uuid.uuid4()), user_id, content, now)
                           for room in room_ids for seq in range(1, messages_per_room + 1)])
     conn.close()
-    return room_ids
+    return user_id, room_ids
 
 
 def test_the_history_cache_stays_within_its_bytes(start_server, tmp_path):
     # 100 rooms of 100 messages of 4,000 control characters: 24 KB each once JSON-escaped, 240 MB in all.
     server = start_server(HISTORY_CACHE_BYTES=str(16 * MiB))
     server.stop()
-    room_ids = fill_database(server.db_path, rooms=100, messages_per_room=100, content="\x01" * 4000)
+    _, room_ids = fill_database(server.db_path, rooms=100, messages_per_room=100, content="\x01" * 4000)
     server.start()
     urllib.request.urlopen(f"{server.url}/rooms/{room_ids[0]}/messages?limit=1", timeout=10).read()
     before = rss_bytes(server.process.pid)
@@ -49,3 +53,54 @@ def test_the_history_cache_stays_within_its_bytes(start_server, tmp_path):
     growth = rss_bytes(server.process.pid) - before
     # The cache's own bound plus room for the allocator's slack; without a bound in bytes: +200 MiB.
     assert growth < 16 * MiB + 16 * MiB, f"RSS grew by {growth / MiB:.0f} MiB"
+
+
+def start_with_a_long_room(start_server, messages: int, **env: str):
+    """A server whose one room holds `messages` messages; the server, the author's id and the room's id."""
+    server = start_server(**env)
+    server.stop()
+    user_id, (room_id,) = fill_database(server.db_path, rooms=1, messages_per_room=messages, content="x" * 100)
+    server.start()
+    return server, user_id, room_id
+
+
+async def test_a_slow_but_steady_reader_of_a_long_replay_is_not_dropped_by_the_heartbeat(start_server):
+    # About 25 MB of history, read through a small window at a few MB/s: several heartbeats pass. The
+    # kernel takes what the server writes in bursts of a megabyte or so, and wakes the replay only as
+    # its buffers empty: a heartbeat shorter than a burst takes to read would drop anyone, so 2 s.
+    server, user_id, room_id = start_with_a_long_room(start_server, 100_000, HEARTBEAT_SECONDS="2")
+    ws = await RawSocket.connect("127.0.0.1", server.port, f"/ws/{room_id}/{user_id}?since=0",
+                                 receive_buffer=64 * 1024)
+    try:
+        started, seqs = time.monotonic(), []
+        await read_messages(ws, seqs, until_seq=90_000, pause=0.005)
+        assert time.monotonic() - started > 2 * 2  # it was slow: more than two heartbeats passed
+        # The rest at full speed: the ping after the replay waits behind what the kernel holds (megabytes).
+        await read_messages(ws, seqs, until_seq=100_000, pause=0)
+        assert seqs == list(range(1, 100_001))
+        await ws.send(client_frame(TEXT, b'{"content": "caught up"}'))
+        await read_messages(ws, seqs, until_seq=100_001, pause=0)
+    finally:
+        ws.close()
+
+
+async def read_messages(ws: RawSocket, seqs: list[int], until_seq: int, pause: float) -> None:
+    """Add the seqs of message frames to `seqs` up to `until_seq`, pausing after each chunk read,
+    and answer pings as a browser does."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 60  # pings keep coming even if the replay stopped
+    while not seqs or seqs[-1] < until_seq:
+        assert time.monotonic() < deadline, f"stuck after seq {seqs[-1] if seqs else None}"
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(ws.sock, 32 * 1024), TIMEOUT)
+        except ConnectionResetError:
+            chunk = b""
+        assert chunk, f"dropped after {len(seqs)} messages"
+        frames, ws.unread = server_frames(ws.unread + chunk)
+        for opcode, payload in frames:
+            assert opcode != CLOSE, f"closed {close_code(payload)} after {len(seqs)} messages"
+            if opcode == PING:
+                await ws.send(client_frame(PONG, payload))
+            elif b'"type":"message"' in payload:
+                seqs.append(int(payload.split(b'"seq":')[1].split(b",")[0]))
+        await asyncio.sleep(pause)
