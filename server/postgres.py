@@ -38,7 +38,7 @@ from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, mi
 
 log = logging.getLogger(__name__)
 
-MESSAGES_CHANNEL = "chat_messages"  # payload: a room's new messages as JSON, or "SEQ ROOM_ID" when too big
+MESSAGES_CHANNEL = "chat_messages"  # payload: "SEQ ROOM_ID", then the messages as JSON if they fit
 NOTICE_LIMIT = 7900                 # bytes; PostgreSQL refuses a NOTIFY payload of 8000
 EVENTS_CHANNEL = "chat_events"      # payload JSON: a join or leave notice for a room's sockets elsewhere
 POLL_SECONDS = 1.0                  # how often followed rooms are checked for messages no notification announced
@@ -96,6 +96,7 @@ class PostgresStore:
         self._delivered: dict[str, int] = {}
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._read_again: set[str] = set()
+        self._notices: list[str] = []  # notices read from the listener, to take in the next loop pass
         # This process's sockets per (room, user), as written to the presence table.
         self._here: Counter[tuple[str, str]] = Counter()
         self._names: dict[tuple[str, str], str] = {}
@@ -229,9 +230,8 @@ class PostgresStore:
                         if not stored.done():
                             stored.set_exception(exc)
                     continue
-                for message, _ in group:  # delivered in seq order, before their writers hear back
-                    if message["seq"]:
-                        self._stored_here(message)
+                # Delivered in seq order, in one go (one write per socket), before their writers hear back.
+                self._announce([message for message, _ in group if message["seq"] and self._take_if_next(message)])
                 for message, stored in group:
                     if stored.done():
                         continue  # its socket went away meanwhile
@@ -276,19 +276,21 @@ class PostgresStore:
             del self._followers[room_id]
             self._delivered.pop(room_id, None)
 
-    def _stored_here(self, message: dict[str, Any]) -> None:
-        """A message this process stored: deliver it at once if it is the room's next, else read up to it."""
-        delivered = self._delivered.get(message["room_id"])
-        if delivered is None:
-            return  # nobody here follows the room
-        if message["seq"] == delivered + 1:
-            self._deliver([message])
-        elif message["seq"] > delivered:
-            self._read_new(message["room_id"])  # another process's message comes first
+    def _take_if_next(self, message: dict[str, Any]) -> bool:
+        """Whether the message is the next one to deliver in its room (and so counted as delivered).
+        A message further on means others came between: they are read from the table."""
+        room_id = message["room_id"]
+        delivered = self._delivered.get(room_id)
+        if delivered is None or message["seq"] <= delivered:
+            return False  # nobody here follows the room, or it was delivered already
+        if message["seq"] > delivered + 1:
+            self._read_new(room_id)
+            return False
+        self._delivered[room_id] = message["seq"]
+        return True
 
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
-        self._delivered[messages[0]["room_id"]] = messages[-1]["seq"]
-        if self.on_messages_committed is not None:
+    def _announce(self, messages: list[dict[str, Any]]) -> None:
+        if messages and self.on_messages_committed is not None:
             try:
                 self.on_messages_committed(messages)
             except Exception:
@@ -307,11 +309,8 @@ class PostgresStore:
                 self._read_again.discard(room_id)
                 after = self._delivered[room_id]
                 page = await self.messages(room_id, READ_PAGE, after=after)
-                delivered = self._delivered.get(room_id)
-                # Messages stored here may have been delivered while the page was read.
-                fresh = [message for message in page if delivered is not None and message["seq"] > delivered]
-                if fresh:
-                    self._deliver(fresh)
+                # Messages stored here, or carried by notices, may have been delivered while the page was read.
+                self._announce([message for message in page if self._take_if_next(message)])
                 if len(page) < READ_PAGE and room_id not in self._read_again:
                     break
         except StoreUnavailable:
@@ -347,21 +346,29 @@ class PostgresStore:
             finally:
                 conn.terminate()
 
-    def _message_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        """Deliver the messages a notice carries if they are the room's next ones; else read the table."""
-        if payload.startswith("["):
-            messages = json.loads(payload)
-            room_id, last_seq = messages[0]["room_id"], messages[-1]["seq"]
-        else:
-            messages, (seq, _, room_id) = [], payload.partition(" ")
-            last_seq = int(seq)
-        delivered = self._delivered.get(room_id)
-        if delivered is None or last_seq <= delivered:
-            return  # not followed here, or delivered already (stored here, or read)
-        if messages and messages[0]["seq"] <= delivered + 1:
-            self._deliver([message for message in messages if message["seq"] > delivered])
-        else:
-            self._read_new(room_id)  # a gap (a notice missed), or messages too big to carry
+    def _message_notified(self, _conn: Any, _pid: int, _channel: str, notice: str) -> None:
+        # asyncpg calls listeners one loop pass after it read their notices: the notices of one read
+        # are taken together in the next pass, so their messages go out in one write per socket.
+        if not self._notices:
+            asyncio.get_running_loop().call_soon(self._take_notices)
+        self._notices.append(notice)
+
+    def _take_notices(self) -> None:
+        """Deliver the messages notices carry when they are the rooms' next ones; else read the table."""
+        notices, self._notices = self._notices, []
+        ready = []
+        for notice in notices:
+            head, _, carried = notice.partition("\n")
+            seq, _, room_id = head.partition(" ")
+            delivered = self._delivered.get(room_id)
+            if delivered is None or int(seq) <= delivered:
+                continue  # not followed here, or delivered already (stored here, or read)
+            messages = json.loads(carried) if carried else []
+            if messages and messages[0]["seq"] <= delivered + 1:
+                ready += [message for message in messages if self._take_if_next(message)]
+            else:
+                self._read_new(room_id)  # a gap (a notice missed), or messages too big to carry
+        self._announce(ready)
 
     def _event_notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         event = json.loads(payload)
@@ -567,13 +574,13 @@ async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
 
 
 def _notice(messages: list[dict[str, Any]], room_id: str) -> str:
-    """The NOTIFY payload for a room's messages of one commit: the messages themselves, so that the
-    other processes need not read them back, unless they are too big; then "SEQ ROOM_ID", a wake-up."""
+    """The NOTIFY payload for a room's messages of one commit: "LAST_SEQ ROOM_ID", a line that lets a
+    process skip what it does not need, then the messages as JSON, so that the others need not read
+    them back, unless they are too big to carry."""
     mine = [message for message in messages if message["room_id"] == room_id]
-    notice = frames.to_json(mine)
-    if len(notice.encode()) < NOTICE_LIMIT:
-        return notice
-    return f"{mine[-1]['seq']} {room_id}"
+    head = f"{mine[-1]['seq']} {room_id}"
+    notice = f"{head}\n{frames.to_json(mine)}"
+    return notice if len(notice.encode()) < NOTICE_LIMIT else head
 
 
 async def migrate(conn: asyncpg.Connection) -> int:
