@@ -583,7 +583,12 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
         match = MIGRATION_NAME.match(path.name)
         if match:
             files.append((int(match.group(1)), path))
-    return sorted(files)
+    files.sort()
+    # Two files of one number: the second would be skipped silently, as user_version is already past it.
+    for (number, first), (next_number, second) in zip(files, files[1:]):
+        if number == next_number:
+            raise MigrationError(f"migrations {first.name} and {second.name} have the same number")
+    return files
 
 
 def migrate(conn: sqlite3.Connection) -> int:

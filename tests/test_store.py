@@ -38,6 +38,19 @@ async def test_a_fresh_database_is_migrated_to_the_last_file(tmp_path):
     assert {"users", "rooms", "memberships", "messages"} <= tables
 
 
+@pytest.mark.parametrize("folder", [db_module.MIGRATIONS_DIR, db_module.MIGRATIONS_DIR / "postgresql"])
+def test_each_migration_has_a_number_of_its_own(folder):
+    numbers = [int(path.name[:4]) for path in folder.glob("*.sql")]
+    assert sorted(numbers) == list(range(1, len(numbers) + 1))  # branches that each added one: renumber
+
+
+def test_two_migrations_of_one_number_are_refused(tmp_path):
+    for name in ("0001_a.sql", "0001_b.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="migrations 0001_a.sql and 0001_b.sql have the same number"):
+        migration_files(tmp_path)
+
+
 async def test_migrations_run_once_and_only_once(tmp_path, caplog):
     path = tmp_path / "chat.db"
     db = await Database.open(path)
