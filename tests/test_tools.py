@@ -227,7 +227,7 @@ async def test_smoke_as_an_existing_user_reports_one_connection_too_many_as_json
         room = await (await session.post(f"{server.url}/rooms", json={"name": "lobby"})).json()
         async with session.ws_connect(f"{server.ws_url}/ws/{room['id']}/{user['id']}") as held:
             assert (await held.receive_json(timeout=10))["type"] == "user_joined"
-            run = await run_tool(SMOKE, "--url", server.url, "--user", user["id"], "--token", user["token"],
+            run = await run_tool(SMOKE, "--url", server.url, "--user", user["id"], f"--token={user['token']}",
                                  "--room", room["id"], "--json")
 
     assert run.status == 1
@@ -394,7 +394,7 @@ async def test_doctor_translates_4001_for_a_socket_without_its_token(
     args = ("--url", server.url, "--room", "lobby", "--user", user["id"], *origin_args(server, as_browser))
 
     report = (await run_tool(DOCTOR, *args, "--json")).json()
-    with_token = (await run_tool(DOCTOR, *args, "--token", user["token"], "--json")).json()
+    with_token = (await run_tool(DOCTOR, *args, f"--token={user['token']}", "--json")).json()
 
     websocket = report["checks"][-1]
     assert websocket["status"] == "fail"
