@@ -244,13 +244,21 @@ async def test_without_notifications_the_poll_delivers_everything(cluster, postg
     assert_every_socket_got_its_room_once_in_order(postgres, cluster.url, run)
 
 
+async def room_with(session: aiohttp.ClientSession, api: str, *usernames: str) -> tuple[str, list[str]]:
+    """A new room and new users with these names: their ids."""
+    async with session.post(f"{api}/rooms", json={"name": "lobby"}) as resp:
+        room_id = (await resp.json())["id"]
+    users = []
+    for name in usernames:
+        async with session.post(f"{api}/users", json={"username": name}) as resp:
+            users.append((await resp.json())["id"])
+    return room_id, users
+
+
 async def test_a_dead_process_leaves_presence_within_the_timeout(cluster):
     first, second, _ = cluster()
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{first.url}/rooms", json={"name": "lobby"}) as resp:
-            room_id = (await resp.json())["id"]
-        async with session.post(f"{first.url}/users", json={"username": "bob"}) as resp:
-            bob = (await resp.json())["id"]
+        room_id, (bob,) = await room_with(session, first.url, "bob")
         async with session.ws_connect(f"{second.ws_url}/ws/{room_id}/{bob}") as ws:
             await ws.receive_json(timeout=TIMEOUT)  # bob's own user_joined: he is in
             for _ in range(50):  # seen from the other process once his process has written it (at once)
@@ -270,12 +278,7 @@ async def test_a_dead_process_leaves_presence_within_the_timeout(cluster):
 async def test_a_process_stopping_tells_the_others_its_sockets_left(cluster):
     first, second, _ = cluster()
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{first.url}/rooms", json={"name": "lobby"}) as resp:
-            room_id = (await resp.json())["id"]
-        users = []
-        for name in ("alice", "bob"):
-            async with session.post(f"{first.url}/users", json={"username": name}) as resp:
-                users.append((await resp.json())["id"])
+        room_id, users = await room_with(session, first.url, "alice", "bob")
         async with session.ws_connect(f"{first.ws_url}/ws/{room_id}/{users[0]}") as alice, \
                 session.ws_connect(f"{second.ws_url}/ws/{room_id}/{users[1]}") as bob:
             await bob.receive_json(timeout=TIMEOUT)
@@ -290,12 +293,7 @@ async def test_messages_too_big_for_a_notification_still_reach_every_process(clu
     first, second, _ = cluster()
     big = "é" * 4000  # 8 KB of UTF-8, 16 KB escaped: more than a NOTIFY may carry
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{first.url}/rooms", json={"name": "lobby"}) as resp:
-            room_id = (await resp.json())["id"]
-        users = []
-        for name in ("alice", "bob"):
-            async with session.post(f"{first.url}/users", json={"username": name}) as resp:
-                users.append((await resp.json())["id"])
+        room_id, users = await room_with(session, first.url, "alice", "bob")
         async with session.ws_connect(f"{first.ws_url}/ws/{room_id}/{users[0]}") as alice, \
                 session.ws_connect(f"{second.ws_url}/ws/{room_id}/{users[1]}") as bob:
             await bob.receive_json(timeout=TIMEOUT)
