@@ -1,9 +1,9 @@
 """The PostgreSQL store: the methods of server/db.py's Database, shared by any number of server processes.
 
-Every process reads and writes one PostgreSQL database (through asyncpg). A
-message takes its seq by updating its room's row in the statement that stores
-it, so writers to one room, on any process, commit in seq order and without
-gaps. The messages table is the log: each process reads the new messages of
+Every process reads and writes one PostgreSQL database (through asyncpg).
+Each process commits messages in groups; a group locks its rooms' rows and
+gives each message the next seq of its room, so writers to one room, on any
+process, commit in seq order and without gaps. The messages table is the log: each process reads the new messages of
 the rooms it follows (those with a socket or a cached page here) by room and
 seq. A commit's notification (LISTEN/NOTIFY) carries its messages when they
 fit in a payload, so the other processes deliver them without reading them
