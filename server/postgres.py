@@ -247,12 +247,14 @@ class PostgresStore:
         async with self._connection() as conn, conn.transaction():
             last = dict(await conn.fetch(LOCK_ROOMS, sorted({message["room_id"] for message in messages})))
             stored = [message for message in messages if message["room_id"] in last]
+            by_room: dict[str, list[dict[str, Any]]] = {room_id: [] for room_id in last}
             for message in stored:
                 last[message["room_id"]] += 1
                 message["seq"] = last[message["room_id"]]
+                by_room[message["room_id"]].append(message)
             columns = ("room_id", "seq", "id", "user_id", "content", "timestamp")
             await conn.execute(STORE_MESSAGES, *([message[column] for message in stored] for column in columns),
-                               list(last), list(last.values()), [_notice(stored, room_id) for room_id in last])
+                               list(last), list(last.values()), [_notice(room) for room in by_room.values()])
 
     # Following rooms: every process delivers every message of the rooms it follows -------
 
@@ -573,13 +575,12 @@ async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
     use; the queries here leave nothing in a session to reset (no SET, no LISTEN, no lock held)."""
 
 
-def _notice(messages: list[dict[str, Any]], room_id: str) -> str:
-    """The NOTIFY payload for a room's messages of one commit: "LAST_SEQ ROOM_ID", a line that lets a
+def _notice(room: list[dict[str, Any]]) -> str:
+    """The NOTIFY payload for one room's messages of a commit: "LAST_SEQ ROOM_ID", a line that lets a
     process skip what it does not need, then the messages as JSON, so that the others need not read
     them back, unless they are too big to carry."""
-    mine = [message for message in messages if message["room_id"] == room_id]
-    head = f"{mine[-1]['seq']} {room_id}"
-    notice = f"{head}\n{frames.to_json(mine)}"
+    head = f"{room[-1]['seq']} {room[-1]['room_id']}"
+    notice = f"{head}\n{frames.to_json(room)}"
     return notice if len(notice.encode()) < NOTICE_LIMIT else head
 
 
