@@ -75,7 +75,10 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     # The hub pings all sockets from one timer (hub.start_heartbeat), so pongs come to the receive loop.
     # A peer gets CLOSE_TIMEOUT to answer a close frame, like a slow consumer, rather than aiohttp's 10 s:
     # a client that never answers must not hold up a refusal, or a shutdown, for long.
-    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, autoping=False, timeout=CLOSE_TIMEOUT)
+    # writer_limit=0: send_frame waits whenever the transport is over its limit (aiohttp's default
+    # waits only every 256 KiB), which is what keeps a stalled replay's memory to one buffer.
+    ws = ChatSocket(compress=False, max_msg_size=max_msg_size, autoping=False, timeout=CLOSE_TIMEOUT,
+                    writer_limit=0)
     if not ws.can_prepare(request).ok:
         # What a proxy without the upgrade lines turns a socket into: say so, not aiohttp's internals.
         detail = ("WebSocket upgrade expected: this URL is a socket, and a proxy in front "
@@ -210,19 +213,33 @@ def leave(request: web.Request, ws: web.WebSocketResponse, peer: Peer) -> None:
 async def replay(ws: web.WebSocketResponse, hub: Hub, db: Database, peer: Peer, after: int) -> None:
     """Send every message of the room after seq `after`, then the live frames held meanwhile.
 
+    A replay keeps a page of messages only while the client takes them: when the socket's buffer
+    is full, the rest of the page is let go and read again once the client has caught up. So a
+    client that stops reading holds one socket buffer and one frame, however long the room.
     Only the handler's task may read the socket, so nothing is read meanwhile, pongs included:
     the client taking the replay's frames is what shows the heartbeat that it is alive.
     """
     hub.flush(peer)  # what is queued (user_joined, token) goes before the replay
+    high_water = peer.transport.get_write_buffer_limits()[1]
     while True:
         page = await db.messages(peer.room_id, REPLAY_PAGE, after=after)
+        waiting_frame = None
         for message in page:
-            # send_frame waits for the client to read when its buffer is full: a long replay cannot pile up.
-            await ws.send_frame(frames.message_payload(message), WSMsgType.TEXT)
+            frame = frames.message_payload(message)
+            after = message["seq"]
+            if peer.transport.get_write_buffer_size() + len(frame) > high_water:
+                waiting_frame = frame
+                break
+            await ws.send_frame(frame, WSMsgType.TEXT)  # the buffer has room: this does not wait
             peer.alive = True
-        if page:
-            after = page[-1]["seq"]
-        if len(page) < REPLAY_PAGE:
+        last_page = len(page) < REPLAY_PAGE
+        del page
+        if waiting_frame is not None:
+            # Written past the buffer's limit, which makes send_frame wait for the client to read
+            # (the socket's writer_limit is 0): the page is not held meanwhile.
+            await ws.send_frame(waiting_frame, WSMsgType.TEXT)
+            peer.alive = True
+        elif last_page:
             break
     hub.release(peer, after)
 

@@ -84,6 +84,40 @@ async def test_a_slow_but_steady_reader_of_a_long_replay_is_not_dropped_by_the_h
         ws.close()
 
 
+async def test_replays_that_nobody_reads_hold_one_socket_buffer_each(start_server):
+    # 200 sockets ask for the whole history of a room of 2,000 messages of 4,000 control characters
+    # (24 KB each once JSON-escaped) and never read. Each may hold a socket buffer (64 KiB) and one
+    # frame, 17 MiB in all; holding a page of 200 messages each as well took 250 MiB.
+    server = start_server(MAX_CONNECTIONS_PER_USER="200")
+    server.stop()
+    user_id, (room_id,) = fill_database(server.db_path, rooms=1, messages_per_room=2000, content="\x01" * 4000)
+    server.start()
+    before = rss_bytes(server.process.pid)
+    sockets = [await RawSocket.connect("127.0.0.1", server.port, f"/ws/{room_id}/{user_id}?since=0")
+               for _ in range(200)]
+    try:
+        growth = await steady_rss(server.process.pid) - before
+        assert growth < 48 * MiB, f"RSS grew by {growth / MiB:.0f} MiB"
+        # A stalled replay let its page go, not its place: once read, it is whole and in order.
+        seqs: list[int] = []
+        await read_messages(sockets[0], seqs, until_seq=2000, pause=0)
+        assert seqs == list(range(1, 2001))
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
+async def steady_rss(pid: int) -> int:
+    """The process's RSS once it has stopped growing for a second (at most 30 s)."""
+    deadline, rss = time.monotonic() + 30, rss_bytes(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        rss, previous = rss_bytes(pid), rss
+        if rss <= previous:
+            break
+    return rss
+
+
 async def read_messages(ws: RawSocket, seqs: list[int], until_seq: int, pause: float) -> None:
     """Add the seqs of message frames to `seqs` up to `until_seq`, pausing after each chunk read,
     and answer pings as a browser does."""
