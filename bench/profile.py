@@ -5,6 +5,7 @@
     python -m bench.profile get                        # GET /rooms/{id}/messages?limit=50
     python -m bench.profile post                       # POST /users
     python -m bench.profile idle --sockets 3000        # Python memory per idle socket, by line
+    python -m bench.profile fanout --kind ours-pg×3    # PostgreSQL in three processes: all of them sampled
 
 py-spy is optional (`pip install py-spy`; it is no dependency of the project):
 without it only the per-thread split is shown. Not part of the benchmark run.
@@ -12,6 +13,7 @@ without it only the per-thread split is shown. Not part of the benchmark run.
 
 import argparse
 import collections
+import contextlib
 import os
 import re
 import shutil
@@ -24,7 +26,7 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
-from bench import api, restload, servers, wsload
+from bench import api, pgserver, restload, servers, wsload
 from bench.config import FULL
 from bench.context import Context
 from bench.limits import raise_open_files
@@ -49,10 +51,10 @@ def thread_ticks(pid: int) -> dict[str, tuple[int, int]]:
     return ticks
 
 
-def summarize_samples(raw: Path, top: int) -> list[str]:
-    """Self and inclusive shares of py-spy's collapsed stacks, line numbers folded."""
+def summarize_samples(raws: list[Path], top: int) -> list[str]:
+    """Self and inclusive shares of py-spy's collapsed stacks (of all the processes), line numbers folded."""
     own, inclusive, total = collections.Counter(), collections.Counter(), 0
-    for line in raw.read_text().splitlines():
+    for line in (line for raw in raws for line in raw.read_text().splitlines()):
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
@@ -69,12 +71,13 @@ def summarize_samples(raw: Path, top: int) -> list[str]:
     return lines
 
 
-def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> tuple[int, str]:
+def workload(ctx: Context, cluster: servers.Cluster, args: argparse.Namespace) -> tuple[int, str]:
     """Runs the chosen traffic; returns the units of work done and their name."""
+    server, processes = cluster.servers[0], len(cluster.servers)
     if args.what == "fanout":
         rooms, clients = (int(n) for n in args.shape.split("x"))
-        plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages)
-        summary, _ = drive(ctx, servers.Cluster(args.kind, [server]), plans, "profile", mode="fanout",
+        plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages, processes)
+        summary, _ = drive(ctx, cluster, plans, "profile", mode="fanout",
                            messages_per_sender=args.messages,
                            window=ctx.sizes.window, deadline_s=300)
         return summary["deliveries"], "deliveries"
@@ -83,8 +86,8 @@ def workload(ctx: Context, server: servers.Server, args: argparse.Namespace) -> 
         senders = rooms * ctx.sizes.senders_per_room
         per_sender = int(args.rate / senders * ctx.sizes.latency_duration_s)
         plans = plan_rooms(server, rooms, clients, ctx.sizes.senders_per_room,
-                           ctx.sizes.senders_per_room * per_sender)
-        summary, _ = drive(ctx, servers.Cluster(args.kind, [server]), plans, "profile", mode="rate",
+                           ctx.sizes.senders_per_room * per_sender, processes)
+        summary, _ = drive(ctx, cluster, plans, "profile", mode="rate",
                            messages_per_sender=per_sender,
                            rate_per_sender=args.rate / senders, senders_in_run=senders,
                            warmup_s=ctx.sizes.latency_warmup_s, deadline_s=ctx.sizes.latency_duration_s + 60)
@@ -137,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("fanout", "latency", "get", "post", "idle"))
     parser.add_argument("--sockets", type=int, default=3000, help="idle sockets")
-    parser.add_argument("--kind", choices=(servers.OURS, servers.BASELINE, servers.NAIVE), default=servers.OURS)
+    parser.add_argument("--kind", choices=(servers.OURS, servers.OURS_PG, servers.OURS_PG3, servers.BASELINE,
+                                           servers.NAIVE), default=servers.OURS)
     parser.add_argument("--shape", default="10x20", help="fan-out rooms x clients")
     parser.add_argument("--messages", type=int, default=500, help="fan-out messages per sender")
     parser.add_argument("--rate", type=float, default=2300.0, help="latency: messages per second offered")
@@ -149,35 +153,41 @@ def main(argv: list[str] | None = None) -> int:
     raise_open_files()
     if args.what == "idle":
         return profile_memory(args)
-    with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir:
+    with tempfile.TemporaryDirectory(prefix="chat-profile-") as workdir, contextlib.ExitStack() as stack:
         ctx = Context(replace(FULL, repeats=1), Path(workdir), Progress())
         if args.server_tree:
             ctx.server_root = args.server_tree.resolve()
-        raw = Path(workdir) / "stacks.txt"
-        with servers.running(args.kind, ctx) as server:
-            spy = None
-            if args.py_spy:
-                spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.pid), "--rate", "200",
-                                        "--format", "raw", "--output", str(raw)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(1.0)  # py-spy attaches
-            before = thread_ticks(server.pid)
-            units, unit = workload(ctx, server, args)
-            after = thread_ticks(server.pid)
-            if spy:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(30)
+        if args.kind in servers.POSTGRES_KINDS:
+            ctx.postgres = pgserver.start_durable()
+            stack.callback(ctx.postgres.stop)
+        cluster = stack.enter_context(servers.running_cluster(args.kind, ctx))
+        raw = [Path(workdir) / f"stacks-{pid}.txt" for pid in cluster.pids]
+        spies = []
+        if args.py_spy:
+            spies = [subprocess.Popen([args.py_spy, "record", "--pid", str(pid), "--rate", "200",
+                                       "--format", "raw", "--output", str(path)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                     for pid, path in zip(cluster.pids, raw)]
+            time.sleep(1.0)  # py-spy attaches
+        before = {pid: thread_ticks(pid) for pid in cluster.pids}
+        units, unit = workload(ctx, cluster, args)
+        after = {pid: thread_ticks(pid) for pid in cluster.pids}
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         ctx.progress.finish()
         print(f"{args.kind} {args.what}: {units:,} {unit}; server CPU per one, by thread:")
-        for thread, (user, system) in after.items():
-            user_before, system_before = before.get(thread, (0, 0))
-            per_unit = [(ticks / CLOCK_TICKS / units * 1e6) for ticks in (user - user_before, system - system_before)]
-            if sum(per_unit):
-                main_thread = " (event loop)" if thread.split()[0] == str(server.pid) else ""
-                print(f"  {sum(per_unit):8.2f} µs = {per_unit[0]:.2f} user + {per_unit[1]:.2f} system"
-                      f"  thread {thread}{main_thread}")
-        if raw.exists():
-            print("\n".join(summarize_samples(raw, args.top)))
+        for pid in cluster.pids:
+            for thread, (user, system) in after[pid].items():
+                user_before, system_before = before[pid].get(thread, (0, 0))
+                per_unit = [(ticks / CLOCK_TICKS / units * 1e6)
+                            for ticks in (user - user_before, system - system_before)]
+                if sum(per_unit):
+                    main_thread = " (event loop)" if thread.split()[0] == str(pid) else ""
+                    print(f"  {sum(per_unit):8.2f} µs = {per_unit[0]:.2f} user + {per_unit[1]:.2f} system"
+                          f"  thread {thread}{main_thread}")
+        if any(path.exists() for path in raw):
+            print("\n".join(summarize_samples([path for path in raw if path.exists()], args.top)))
         elif not args.py_spy:
             print("(py-spy not found: no samples)")
     return 0
