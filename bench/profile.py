@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="REST duration")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="path of py-spy, if not on PATH")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only threads holding the GIL: Python's own work, not system calls or waiting")
     parser.add_argument("--server-tree", type=Path, help="checkout whose run.py to profile (default: this one)")
     args = parser.parse_args(argv)
     raise_open_files()
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         spies = []
         if args.py_spy:
             spies = [subprocess.Popen([args.py_spy, "record", "--pid", str(pid), "--rate", "200",
-                                       "--format", "raw", "--output", str(path)],
+                                       "--format", "raw", "--output", str(path), *(["--gil"] if args.gil else [])],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for pid, path in zip(cluster.pids, raw)]
             time.sleep(1.0)  # py-spy attaches

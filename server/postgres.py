@@ -38,7 +38,7 @@ from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, mi
 
 log = logging.getLogger(__name__)
 
-MESSAGES_CHANNEL = "chat_messages"  # payload: "SEQ ROOM_ID", then the messages as JSON if they fit
+MESSAGES_CHANNEL = "chat_messages"  # payload: "SEQ ROOM_ID", then the messages up to SEQ as JSON if they fit
 NOTICE_LIMIT = 7900                 # bytes; PostgreSQL refuses a NOTIFY payload of 8000
 EVENTS_CHANNEL = "chat_events"      # payload JSON: a join or leave notice for a room's sockets elsewhere
 POLL_SECONDS = 1.0                  # how often followed rooms are checked for messages no notification announced
@@ -66,16 +66,24 @@ SELECT_MESSAGES = """
     FROM messages m JOIN users u ON u.id = m.user_id
     WHERE m.room_id = $1 {where} ORDER BY m.seq {order} LIMIT ${limit}
 """
-# Messages are committed in groups (see _commit_groups): the rooms' rows are locked in id order, so
-# groups on several processes never deadlock; each room's messages then take the next seqs.
-LOCK_ROOMS = "SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+# Messages are committed in groups (see _commit_groups), each group by one statement: one round trip,
+# in a transaction of its own. It locks the rooms' rows in id order, so groups on several processes
+# never deadlock, and gives the nth message of a room in the group the room's last seq + n. The
+# locked row is the latest version of the row, even if another group committed after this statement
+# began, so seqs never repeat. Each room's notice is "LAST_SEQ ROOM_ID" and what _carried() made.
 STORE_MESSAGES = f"""
-    WITH stored AS (INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
-                    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]))
-    UPDATE rooms SET last_seq = last.seq
-    FROM unnest($7::text[], $8::bigint[], $9::text[]) AS last (id, seq, notice)
-    WHERE rooms.id = last.id
-    RETURNING pg_notify('{MESSAGES_CHANNEL}', last.notice)
+    WITH locked AS (SELECT id, last_seq FROM rooms WHERE id = ANY($7::text[]) ORDER BY id FOR UPDATE),
+    stored AS (
+        INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
+        SELECT m.room_id, locked.last_seq + m.nth, m.id, m.user_id, m.content, m.timestamp
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+             AS m (room_id, nth, id, user_id, content, timestamp)
+        JOIN locked ON locked.id = m.room_id)
+    UPDATE rooms SET last_seq = locked.last_seq + added.count
+    FROM locked JOIN unnest($7::text[], $8::bigint[], $9::text[]) AS added (id, count, carried) USING (id)
+    WHERE rooms.id = locked.id
+    RETURNING rooms.id, rooms.last_seq,
+              pg_notify('{MESSAGES_CHANNEL}', rooms.last_seq || ' ' || rooms.id || added.carried)
 """
 MAX_GROUP = 1000  # messages in one transaction at most
 ALIVE = f"last_seen > now() - interval '{PROCESS_TIMEOUT_SECONDS:g} seconds'"
@@ -218,43 +226,60 @@ class PostgresStore:
 
         Messages that arrive while a group commits form the next group: one commit
         (and one WAL flush) for all of them, as many as arrive, so a busy server
-        commits more per flush rather than waiting for more flushes.
+        commits more per flush rather than waiting for more flushes. The groups of
+        one burst share a pooled connection, taken once.
         """
         try:
             while self._queued:
-                group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+                group = self._next_group()
                 try:
-                    await self._store_group([message for message, _ in group])
+                    async with self._connection() as conn:
+                        while True:
+                            await self._store_group(conn, [message for message, _ in group])
+                            self._settle(group)
+                            if not self._queued:
+                                break
+                            group = self._next_group()
                 except Exception as exc:
                     for _, stored in group:
                         if not stored.done():
                             stored.set_exception(exc)
-                    continue
-                # Delivered in seq order, in one go (one write per socket), before their writers hear back.
-                self._announce([message for message, _ in group if message["seq"] and self._take_if_next(message)])
-                for message, stored in group:
-                    if stored.done():
-                        continue  # its socket went away meanwhile
-                    if message["seq"]:
-                        stored.set_result(None)
-                    else:
-                        stored.set_exception(LookupError(f"no room {message['room_id']!r} to store a message in"))
         finally:
             self._committer = None
 
-    async def _store_group(self, messages: list[dict[str, Any]]) -> None:
-        """Store messages in one transaction, giving each the next seq of its room (0: no such room)."""
-        async with self._connection() as conn, conn.transaction():
-            last = dict(await conn.fetch(LOCK_ROOMS, sorted({message["room_id"] for message in messages})))
-            stored = [message for message in messages if message["room_id"] in last]
-            by_room: dict[str, list[dict[str, Any]]] = {room_id: [] for room_id in last}
-            for message in stored:
-                last[message["room_id"]] += 1
-                message["seq"] = last[message["room_id"]]
-                by_room[message["room_id"]].append(message)
-            columns = ("room_id", "seq", "id", "user_id", "content", "timestamp")
-            await conn.execute(STORE_MESSAGES, *([message[column] for message in stored] for column in columns),
-                               list(last), list(last.values()), [_notice(room) for room in by_room.values()])
+    def _next_group(self) -> list[tuple[dict[str, Any], asyncio.Future[None]]]:
+        group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
+        return group
+
+    def _settle(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        """Deliver a committed group here, in seq order and in one go (one write per socket), before
+        its writers hear back."""
+        self._announce([message for message, _ in group if message["seq"] and self._take_if_next(message)])
+        for message, stored in group:
+            if stored.done():
+                continue  # its socket went away meanwhile
+            if message["seq"]:
+                stored.set_result(None)
+            else:
+                stored.set_exception(LookupError(f"no room {message['room_id']!r} to store a message in"))
+
+    async def _store_group(self, conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> None:
+        """Store messages in one statement, giving each the next seq of its room (0: no such room)."""
+        by_room: dict[str, list[dict[str, Any]]] = {}
+        nth = []  # each message's place among its room's messages in the group, from 1
+        for message in messages:
+            room = by_room.setdefault(message["room_id"], [])
+            room.append(message)
+            nth.append(len(room))
+        room_ids, *columns = ([message[column] for message in messages]
+                              for column in ("room_id", "id", "user_id", "content", "timestamp"))
+        rows = await conn.fetch(STORE_MESSAGES, room_ids, nth, *columns, list(by_room),
+                                [len(room) for room in by_room.values()],
+                                [_carried(room_id, room) for room_id, room in by_room.items()])
+        for room_id, last_seq, _ in rows:
+            room = by_room[room_id]
+            for seq, message in enumerate(room, start=last_seq - len(room) + 1):
+                message["seq"] = seq
 
     # Following rooms: every process delivers every message of the rooms it follows -------
 
@@ -366,6 +391,8 @@ class PostgresStore:
             if delivered is None or int(seq) <= delivered:
                 continue  # not followed here, or delivered already (stored here, or read)
             messages = json.loads(carried) if carried else []
+            for number, message in enumerate(messages, start=int(seq) - len(messages) + 1):
+                message["seq"] = number
             if messages and messages[0]["seq"] <= delivered + 1:
                 ready += [message for message in messages if self._take_if_next(message)]
             else:
@@ -575,13 +602,13 @@ async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
     use; the queries here leave nothing in a session to reset (no SET, no LISTEN, no lock held)."""
 
 
-def _notice(room: list[dict[str, Any]]) -> str:
-    """The NOTIFY payload for one room's messages of a commit: "LAST_SEQ ROOM_ID", a line that lets a
-    process skip what it does not need, then the messages as JSON, so that the others need not read
-    them back, unless they are too big to carry."""
-    head = f"{room[-1]['seq']} {room[-1]['room_id']}"
-    notice = f"{head}\n{frames.to_json(room)}"
-    return notice if len(notice.encode()) < NOTICE_LIMIT else head
+def _carried(room_id: str, room: list[dict[str, Any]]) -> str:
+    """What one room's notice carries after its "LAST_SEQ ROOM_ID" line: the messages as JSON, so that the
+    other processes need not read them back, unless they are too big to carry. Their seqs, not known
+    yet, are 0: they are the last ones up to LAST_SEQ."""
+    carried = f"\n{frames.to_json(room)}"
+    head_bytes = len(room_id.encode()) + 21  # a seq of up to 19 digits, a space
+    return carried if len(carried.encode()) + head_bytes < NOTICE_LIMIT else ""
 
 
 async def migrate(conn: asyncpg.Connection) -> int:
