@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from bench.servers import OURS_PG, OURS_PG3
+from bench.servers import OURS_PG, OURS_PG3, OURS_PG3_ROOMS
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Sizes:
     durability_rate: float = 1000.0  # messages/s while the server is killed
     durability_duration_s: float = 3.0
     durability_kill_after_s: float = 1.0
-    postgres_kinds: tuple[str, ...] = (OURS_PG, OURS_PG3)  # measured beside SQLite when PostgreSQL is installed
+    # Measured beside SQLite when PostgreSQL is installed.
+    postgres_kinds: tuple[str, ...] = (OURS_PG, OURS_PG3, OURS_PG3_ROOMS)
     ordering_writers: int = 32  # concurrent add_message() callers over three PostgresStores (PostgreSQL only)
     ordering_seconds: float = 5.0
 
@@ -57,7 +58,7 @@ QUICK = Sizes(
     durability_rate=200.0,
     durability_duration_s=1.0,
     durability_kill_after_s=0.5,
-    postgres_kinds=(OURS_PG3,),  # the smoke's PostgreSQL path: three processes cover one, and time is short
+    postgres_kinds=(OURS_PG3, OURS_PG3_ROOMS),  # the smoke's PostgreSQL paths: three processes cover one
     ordering_writers=4,
     ordering_seconds=0.5,
 )

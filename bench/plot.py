@@ -8,7 +8,7 @@ from bench.stats import percentile
 
 PERCENTILES = (50, 75, 90, 95, 99, 99.5, 99.9)
 COLOURS = {"baseline": "#888888", "naive": "#bbbbbb", "ours-before": "#9ecae1", "ours": "#1f77b4",
-           "ours-pg": "#2ca02c", "ours-pg×3": "#d62728"}
+           "ours-pg": "#2ca02c", "ours-pg×3": "#d62728", "ours-pg×3-rooms": "#ff7f0e"}
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 640, 400, 70, 20, 40, 50
 
 

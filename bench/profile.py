@@ -74,9 +74,10 @@ def summarize_samples(raws: list[Path], top: int) -> list[str]:
 def workload(ctx: Context, cluster: servers.Cluster, args: argparse.Namespace) -> tuple[int, str]:
     """Runs the chosen traffic; returns the units of work done and their name."""
     server, processes = cluster.servers[0], len(cluster.servers)
+    together = args.kind in servers.ROOMS_ON_ONE_PROCESS
     if args.what == "fanout":
         rooms, clients = (int(n) for n in args.shape.split("x"))
-        plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages, processes)
+        plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages, processes, together)
         summary, _ = drive(ctx, cluster, plans, "profile", mode="fanout",
                            messages_per_sender=args.messages,
                            window=ctx.sizes.window, deadline_s=300)
@@ -86,7 +87,7 @@ def workload(ctx: Context, cluster: servers.Cluster, args: argparse.Namespace) -
         senders = rooms * ctx.sizes.senders_per_room
         per_sender = int(args.rate / senders * ctx.sizes.latency_duration_s)
         plans = plan_rooms(server, rooms, clients, ctx.sizes.senders_per_room,
-                           ctx.sizes.senders_per_room * per_sender, processes)
+                           ctx.sizes.senders_per_room * per_sender, processes, together)
         summary, _ = drive(ctx, cluster, plans, "profile", mode="rate",
                            messages_per_sender=per_sender,
                            rate_per_sender=args.rate / senders, senders_in_run=senders,
@@ -140,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("fanout", "latency", "get", "post", "idle"))
     parser.add_argument("--sockets", type=int, default=3000, help="idle sockets")
-    parser.add_argument("--kind", choices=(servers.OURS, servers.OURS_PG, servers.OURS_PG3, servers.BASELINE,
-                                           servers.NAIVE), default=servers.OURS)
+    parser.add_argument("--kind", choices=(servers.OURS, *servers.POSTGRES_KINDS, servers.BASELINE, servers.NAIVE),
+                        default=servers.OURS)
     parser.add_argument("--shape", default="10x20", help="fan-out rooms x clients")
     parser.add_argument("--messages", type=int, default=500, help="fan-out messages per sender")
     parser.add_argument("--rate", type=float, default=2300.0, help="latency: messages per second offered")

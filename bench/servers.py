@@ -24,10 +24,12 @@ OURS = "ours"                # run.py on SQLite, one process
 OURS_BEFORE = "ours-before"  # the same, from --before-tree (the commit before PostgreSQL)
 OURS_PG = "ours-pg"          # run.py on PostgreSQL, one process
 OURS_PG3 = "ours-pg×3"       # three run.py processes on one PostgreSQL database, clients spread over them
-KINDS = (BASELINE, NAIVE, OURS_BEFORE, OURS, OURS_PG, OURS_PG3)
-OURS_KINDS = (OURS_BEFORE, OURS, OURS_PG, OURS_PG3)  # the chat server, whose every run must lose nothing
-PROCESSES = {OURS_PG3: 3}
-POSTGRES_KINDS = (OURS_PG, OURS_PG3)
+OURS_PG3_ROOMS = "ours-pg×3-rooms"  # the same three, each room's clients on one of them (nginx hashing on the room)
+KINDS = (BASELINE, NAIVE, OURS_BEFORE, OURS, OURS_PG, OURS_PG3, OURS_PG3_ROOMS)
+OURS_KINDS = (OURS_BEFORE, OURS, OURS_PG, OURS_PG3, OURS_PG3_ROOMS)  # the chat server: every run must lose nothing
+PROCESSES = {OURS_PG3: 3, OURS_PG3_ROOMS: 3}
+POSTGRES_KINDS = (OURS_PG, OURS_PG3, OURS_PG3_ROOMS)
+ROOMS_ON_ONE_PROCESS = (OURS_PG3_ROOMS,)
 
 # What the benchmark turns off in the server under test, as API.md allows.
 OURS_ENV = {"RATE_LIMIT_PER_SECOND": "0", "CREATE_RATE_PER_MINUTE": "0", "MAX_CONNECTIONS_PER_USER": "0",

@@ -25,7 +25,7 @@ def test_quick_benchmark_runs_against_every_server_and_loses_nothing(tmp_path: P
     assert SCENARIO_KEYS <= result["scenarios"].keys()
     # Without PostgreSQL installed the benchmark measures SQLite alone (and fails when CHAT_REQUIRE_ALL is set).
     with_postgres = postgres_server.available()
-    room_kinds = {"baseline", "naive", "ours"} | ({"ours-pg×3"} if with_postgres else set())
+    room_kinds = {"baseline", "naive", "ours"} | ({"ours-pg×3", "ours-pg×3-rooms"} if with_postgres else set())
     for section in ("fanout_2x4", "fanout_1x8", "latency"):
         assert room_kinds <= result["scenarios"][section]["median"].keys(), section
     for section in ("rest", "idle"):
@@ -33,6 +33,8 @@ def test_quick_benchmark_runs_against_every_server_and_loses_nothing(tmp_path: P
     if with_postgres:
         three = result["scenarios"]["latency"]["median"]["ours-pg×3"]
         assert three["processes"] == 3 and three["cross_latency_samples"] > 0  # deliveries crossed processes
+        together = result["scenarios"]["latency"]["median"]["ours-pg×3-rooms"]
+        assert together["processes"] == 3 and together["cross_latency_samples"] == 0  # each room on one process
         assert result["scenarios"]["ordering"]["median"]["ours-pg"]["one_room_messages_per_s"] > 0
 
     assert result["all_correct"] is True

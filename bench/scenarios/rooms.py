@@ -12,9 +12,10 @@ from bench.workers import WorkerGroup, split
 
 
 def plan_rooms(server: Server, rooms: int, clients: int, senders: int, expected: int,
-               processes: int = 1) -> list[wsload.SocketPlan]:
+               processes: int = 1, rooms_together: bool = False) -> list[wsload.SocketPlan]:
     """Users and rooms made through `server`; sockets spread round robin over `processes` server processes,
-    counted across rooms, so that every process has senders and the receivers of a room sit on every one."""
+    counted across rooms, so that every process has senders and the receivers of a room sit on every one;
+    or, `rooms_together`, each room's sockets on one process, the rooms spread round robin."""
     users = api.create_users(server.url, rooms * clients)
     room_ids = api.create_rooms(server.url, rooms)
     plans, sender_number = [], 0
@@ -24,7 +25,8 @@ def plan_rooms(server: Server, rooms: int, clients: int, senders: int, expected:
             if c < senders:
                 sender, sender_number = sender_number, sender_number + 1
             index = r * clients + c
-            plans.append(wsload.SocketPlan(room_id, users[index], expected, sender, server=index % processes))
+            process = r if rooms_together else index
+            plans.append(wsload.SocketPlan(room_id, users[index], expected, sender, server=process % processes))
     return plans
 
 
