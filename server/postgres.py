@@ -25,6 +25,7 @@ import json
 import logging
 import secrets
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -38,7 +39,10 @@ from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, mi
 
 log = logging.getLogger(__name__)
 
-MESSAGES_CHANNEL = "chat_messages"  # payload: "SEQ ROOM_ID", then the messages up to SEQ as JSON if they fit
+# A room's commit notices go to one of MESSAGE_CHANNELS channels, picked by a hash of its id, and each
+# process listens only to the channels of the rooms it follows: it is not woken by the messages of
+# rooms it has no socket for (other rooms that share a channel it skips by the notice's room id).
+MESSAGE_CHANNELS = 1024             # payload: "SEQ ROOM_ID", then the messages up to SEQ as JSON if they fit
 NOTICE_LIMIT = 7900                 # bytes; PostgreSQL refuses a NOTIFY payload of 8000
 EVENTS_CHANNEL = "chat_events"      # payload JSON: a join or leave notice for a room's sockets elsewhere
 POLL_SECONDS = 1.0                  # how often followed rooms are checked for messages no notification announced
@@ -71,7 +75,7 @@ SELECT_MESSAGES = """
 # never deadlock, and gives the nth message of a room in the group the room's last seq + n. The
 # locked row is the latest version of the row, even if another group committed after this statement
 # began, so seqs never repeat. Each room's notice is "LAST_SEQ ROOM_ID" and what _carried() made.
-STORE_MESSAGES = f"""
+STORE_MESSAGES = """
     WITH locked AS (SELECT id, last_seq FROM rooms WHERE id = ANY($7::text[]) ORDER BY id FOR UPDATE),
     stored AS (
         INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
@@ -80,10 +84,10 @@ STORE_MESSAGES = f"""
              AS m (room_id, nth, id, user_id, content, timestamp)
         JOIN locked ON locked.id = m.room_id)
     UPDATE rooms SET last_seq = locked.last_seq + added.count
-    FROM locked JOIN unnest($7::text[], $8::bigint[], $9::text[]) AS added (id, count, carried) USING (id)
+    FROM locked JOIN unnest($7::text[], $8::bigint[], $9::text[], $10::text[]) AS added (id, count, carried, channel)
+         USING (id)
     WHERE rooms.id = locked.id
-    RETURNING rooms.id, rooms.last_seq,
-              pg_notify('{MESSAGES_CHANNEL}', rooms.last_seq || ' ' || rooms.id || added.carried)
+    RETURNING rooms.id, rooms.last_seq, pg_notify(added.channel, rooms.last_seq || ' ' || rooms.id || added.carried)
 """
 MAX_GROUP = 1000  # messages in one transaction at most
 ALIVE = f"last_seen > now() - interval '{PROCESS_TIMEOUT_SECONDS:g} seconds'"
@@ -102,6 +106,13 @@ class PostgresStore:
         # Rooms followed here, with how many followers (sockets, the history cache), and the last seq delivered.
         self._followers: Counter[str] = Counter()
         self._delivered: dict[str, int] = {}
+        # The listener's connection while it is up, the message channels it listens to, and how many
+        # followed rooms each channel carries; _listener_lock keeps its LISTEN commands one at a time.
+        self._listener: asyncpg.Connection | None = None
+        self._channels: set[str] = set()
+        self._channel_rooms: Counter[str] = Counter()
+        self._listener_lock = asyncio.Lock()
+        self._unlistening: set[asyncio.Task[None]] = set()
         self._reading: dict[str, asyncio.Task[None]] = {}
         self._read_again: set[str] = set()
         self._notices: list[str] = []  # notices read from the listener, to take in the next loop pass
@@ -148,9 +159,10 @@ class PostgresStore:
         with contextlib.suppress(TimeoutError):  # the sockets closed at shutdown: tell the other processes
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 await self._events.join()
-        for task in (*self._tasks, *self._reading.values()):
+        tasks = (*self._tasks, *self._reading.values(), *self._unlistening)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._reading.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 await self._pool.execute("DELETE FROM processes WHERE id = $1", self.process_id)
@@ -275,7 +287,8 @@ class PostgresStore:
                               for column in ("room_id", "id", "user_id", "content", "timestamp"))
         rows = await conn.fetch(STORE_MESSAGES, room_ids, nth, *columns, list(by_room),
                                 [len(room) for room in by_room.values()],
-                                [_carried(room_id, room) for room_id, room in by_room.items()])
+                                [_carried(room_id, room) for room_id, room in by_room.items()],
+                                [messages_channel(room_id) for room_id in by_room])
         for room_id, last_seq, _ in rows:
             room = by_room[room_id]
             for seq, message in enumerate(room, start=last_seq - len(room) + 1):
@@ -286,9 +299,13 @@ class PostgresStore:
     async def follow(self, room_id: str) -> None:
         """Deliver the room's messages from now on, until as many unfollow() calls."""
         self._followers[room_id] += 1
+        if self._followers[room_id] == 1:
+            self._channel_rooms[messages_channel(room_id)] += 1
         if room_id in self._delivered:
             return
         try:
+            # Listening first: a commit after the read below is then notified.
+            await self._listen_to(messages_channel(room_id))
             async with self._connection() as conn:
                 last = await conn.fetchval("SELECT last_seq FROM rooms WHERE id = $1", room_id) or 0
         except BaseException:
@@ -302,6 +319,37 @@ class PostgresStore:
         if self._followers[room_id] <= 0:
             del self._followers[room_id]
             self._delivered.pop(room_id, None)
+            channel = messages_channel(room_id)
+            self._channel_rooms[channel] -= 1
+            if self._channel_rooms[channel] <= 0:
+                del self._channel_rooms[channel]
+                task = asyncio.create_task(self._unlisten(channel))
+                self._unlistening.add(task)
+                task.add_done_callback(self._unlistening.discard)
+
+    async def _listen_to(self, channel: str) -> None:
+        """Have the listener (if it is up) receive a followed room's notices from now on."""
+        async with self._listener_lock:
+            conn = self._listener
+            if conn is None or channel in self._channels or channel not in self._channel_rooms:
+                return
+            try:
+                await conn.add_listener(channel, self._message_notified)
+            except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
+                if not conn.is_closed():  # a lost connection is logged, and listened to again, by _listen()
+                    log.warning("Listening to %s failed: %s", channel, exc)
+                return
+            self._channels.add(channel)
+
+    async def _unlisten(self, channel: str) -> None:
+        """Stop receiving a channel whose rooms nobody here follows any longer (unless one is followed again)."""
+        async with self._listener_lock:
+            conn = self._listener
+            if conn is None or channel not in self._channels or channel in self._channel_rooms:
+                return
+            with contextlib.suppress(*UNAVAILABLE, asyncpg.PostgresError):  # a new connection starts afresh
+                await conn.remove_listener(channel, self._message_notified)
+                self._channels.discard(channel)
 
     def _take_if_next(self, message: dict[str, Any]) -> bool:
         """Whether the message is the next one to deliver in its room (and so counted as delivered).
@@ -361,8 +409,10 @@ class PostgresStore:
                 continue
             try:
                 conn.add_termination_listener(lambda _conn: lost.set())
-                await conn.add_listener(MESSAGES_CHANNEL, self._message_notified)
                 await conn.add_listener(EVENTS_CHANNEL, self._event_notified)
+                self._listener, self._channels = conn, set()
+                for channel in list(self._channel_rooms):
+                    await self._listen_to(channel)
                 wait = RECONNECT_SECONDS[0]
                 for room_id in list(self._delivered):  # what was notified while nobody listened
                     self._read_new(room_id)
@@ -371,6 +421,7 @@ class PostgresStore:
             except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("Listening for notifications failed: %s", exc)
             finally:
+                self._listener = None
                 conn.terminate()
 
     def _message_notified(self, _conn: Any, _pid: int, _channel: str, notice: str) -> None:
@@ -600,6 +651,11 @@ POSTGRES_MIGRATIONS = MIGRATIONS_DIR / "postgresql"
 async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
     """The pool resets a connection it takes back with a query of its own, one more round trip per
     use; the queries here leave nothing in a session to reset (no SET, no LISTEN, no lock held)."""
+
+
+def messages_channel(room_id: str) -> str:
+    """The channel of the room's commit notices."""
+    return f"chat_messages_{zlib.crc32(room_id.encode()) % MESSAGE_CHANNELS}"
 
 
 def _carried(room_id: str, room: list[dict[str, Any]]) -> str:

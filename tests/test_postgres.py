@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from server.db import migration_files
-from server.postgres import POSTGRES_MIGRATIONS
+from server.postgres import POSTGRES_MIGRATIONS, PostgresStore
 
 from helpers import connect, create_room, create_user, receive, receive_close, send_and_receive
 from server_process import REPO_ROOT, ServerProcess, free_port
@@ -80,6 +80,37 @@ async def test_a_database_that_goes_away_answers_try_again_and_recovers_by_itsel
         await asyncio.sleep(0.2)
     assert (await send_and_receive(ws, "after"))["seq"] == 2
     assert (await create_user(client, "carol"))["username"] == "carol"
+
+
+async def test_a_room_followed_again_is_woken_by_its_notices_not_by_the_poll(postgres):
+    # Two stores on one database, as two processes would have. The reader lets its room go and follows
+    # it again (before and after it stopped listening to the room's channel): each time, a message the
+    # writer stores reaches it in milliseconds, where the poll (once a second) would take up to a second.
+    url = postgres.new_database()
+    writer, reader = await PostgresStore.open(url), await PostgresStore.open(url)
+    try:
+        user, _ = await writer.create_user("ann")
+        room_id = (await writer.create_room("talk"))["id"]
+        received: asyncio.Queue[str] = asyncio.Queue()
+        reader.on_messages_committed = lambda messages: [received.put_nowait(m["content"]) for m in messages]
+        await reader.follow(room_id)
+        await writer.add_message(room_id, user["id"], "ann", "warm-up")  # by now the listener is up
+        assert await asyncio.wait_for(received.get(), 5) == "warm-up"
+        delays = []
+        for n in range(6):
+            reader.unfollow(room_id)
+            if n % 2:
+                await asyncio.sleep(0.1)  # the channel is let go meanwhile; in even rounds, not yet
+            await reader.follow(room_id)
+            await asyncio.sleep(0.1)  # whatever the unfollow set off is done
+            started = time.monotonic()
+            await writer.add_message(room_id, user["id"], "ann", f"message {n}")
+            assert await asyncio.wait_for(received.get(), 5) == f"message {n}"
+            delays.append(time.monotonic() - started)
+        assert max(delays) < 0.3, delays
+    finally:
+        await writer.close()
+        await reader.close()
 
 
 def test_workers_share_one_port_and_every_room(postgres, tmp_path):
