@@ -1,5 +1,6 @@
 """Targets of issues 6 and 10 checked against the results, and the readable Markdown table."""
 
+import math
 from dataclasses import dataclass
 
 from bench.limits import SERVER_FD_HEADROOM
@@ -120,7 +121,7 @@ RESULT = {True: "pass", False: "FAIL", None: "n/a (too short to time)"}
 
 
 def _number(value: float | None, digits: int = 3) -> str:
-    if value is None:
+    if value is None or math.isnan(value):  # not measured, or nothing to measure (no delivery crossed processes)
         return "—"
     if abs(value) >= 1000:
         return f"{value:,.0f}"
