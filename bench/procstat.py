@@ -41,15 +41,16 @@ def process_tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of the process tree, all threads included."""
+    """User plus system CPU of the process tree, all threads included, and of the children its members
+    have reaped: a PostgreSQL backend whose connection closed during a measurement still counts."""
     ticks = 0
     for member in process_tree(pid):
         try:
             fields = _stat_fields(member)
         except OSError:
             continue
-        # Fields 14 and 15 of stat (utime, stime), counted from 1 with pid and comm removed.
-        ticks += int(fields[11]) + int(fields[12])
+        # Fields 14 to 17 of stat (utime, stime, cutime, cstime), counted from 1 with pid and comm removed.
+        ticks += sum(int(field) for field in fields[11:15])
     return ticks / CLOCK_TICKS
 
 
