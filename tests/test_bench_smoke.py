@@ -51,3 +51,11 @@ def test_quick_benchmark_runs_against_every_server_and_loses_nothing(tmp_path: P
         assert {"target", "reference", "measured", "ratio", "limit", "pass"} <= row.keys()
     assert (tmp_path / "latest.md").read_text().startswith("Machine:")
     assert (tmp_path / "latency.svg").read_text().startswith("<svg")
+
+
+def test_the_stalled_replays_tool_reports_memory_and_live_latency() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.replays", "--sockets", "5", "--messages", "50", "--size", "10"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "5 stalled replays: server RSS" in done.stdout
+    assert "live messages meanwhile:" in done.stdout and " 0 timed" not in done.stdout

@@ -18,8 +18,9 @@ from bench.workers import WorkerGroup
 PAGE = 50
 
 
-def build_database(ctx: Context, path: Path, messages: int) -> str:
-    """A room with `messages` messages in a database the server created; returns the room id."""
+def build_database(ctx: Context, path: Path, messages: int, content: str | None = None) -> str:
+    """A room with `messages` messages (each `content`, or numbered) in a database the server created;
+    returns the room id."""
     ctx.progress.stage(f"history: building a room of {messages:,} messages")
     with servers.running(servers.OURS, ctx, db_path=path) as server:
         user = api.create_users(server.url, 1, prefix="history")[0]
@@ -31,7 +32,7 @@ def build_database(ctx: Context, path: Path, messages: int) -> str:
 
         def rows():
             for seq in range(2, messages + 1):
-                row = {**template, "seq": seq, "id": str(uuid.uuid4()), "content": f"history message {seq}"}
+                row = {**template, "seq": seq, "id": str(uuid.uuid4()), "content": content or f"history message {seq}"}
                 yield tuple(row[c] for c in columns)
 
         marks = ", ".join("?" for _ in columns)
