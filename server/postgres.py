@@ -39,10 +39,11 @@ from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, mi
 
 log = logging.getLogger(__name__)
 
-# A room's commit notices go to one of MESSAGE_CHANNELS channels, picked by a hash of its id, and each
-# process listens only to the channels of the rooms it follows: it is not woken by the messages of
-# rooms it has no socket for (other rooms that share a channel it skips by the notice's room id).
-MESSAGE_CHANNELS = 1024             # payload: "SEQ ROOM_ID", then the messages up to SEQ as JSON if they fit
+# A room's commit notices ("SEQ ROOM_ID", then the messages up to SEQ as JSON if they fit) go to one of
+# MESSAGE_CHANNELS channels, picked by a hash of its id, and each process listens only to the channels
+# of the rooms it follows: it is not woken by the messages of rooms it has no socket for (other rooms
+# that share a channel it skips by the notice's room id).
+MESSAGE_CHANNELS = 1024
 NOTICE_LIMIT = 7900                 # bytes; PostgreSQL refuses a NOTIFY payload of 8000
 EVENTS_CHANNEL = "chat_events"      # payload JSON: a join or leave notice for a room's sockets elsewhere
 POLL_SECONDS = 1.0                  # how often followed rooms are checked for messages no notification announced
