@@ -1,9 +1,11 @@
 """Server CPU time and memory, read from /proc so that the load generator's own work is never counted."""
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -65,6 +67,17 @@ def rss_bytes(pid: int) -> int:
         except OSError:
             continue
     return total
+
+
+async def steady_rss(pid: int, timeout_s: float = 60.0) -> int:
+    """The RSS of the process tree once it has not grown for a second (or after `timeout_s`)."""
+    deadline, rss = time.monotonic() + timeout_s, rss_bytes(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        rss, previous = rss_bytes(pid), rss
+        if rss <= previous:
+            break
+    return rss
 
 
 def write_syscalls(pid: int) -> int:

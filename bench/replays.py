@@ -27,7 +27,7 @@ from bench import api, servers, wsclient
 from bench.config import FULL
 from bench.context import Context
 from bench.limits import raise_open_files
-from bench.procstat import rss_bytes
+from bench.procstat import rss_bytes, steady_rss
 from bench.progress import Progress
 from bench.scenarios.history import build_database
 from bench.stats import latency_summary_ms
@@ -51,17 +51,6 @@ def stalled_socket(port: int, path: str) -> socket.socket:
     if not response.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(f"refused: {response.splitlines()[0]!r}")
     return sock
-
-
-async def steady_rss(pid: int, timeout_s: float = 60.0) -> int:
-    """The server's RSS once it has not grown for a second."""
-    deadline, rss = time.monotonic() + timeout_s, rss_bytes(pid)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-        rss, previous = rss_bytes(pid), rss
-        if rss <= previous:
-            break
-    return rss
 
 
 async def live_latencies(port: int, room: str, sender: str, receiver: str, stop: asyncio.Event) -> list[int]:

@@ -9,18 +9,12 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from bench.procstat import rss_bytes, steady_rss
 from helpers import TIMEOUT
 from raw_ws import CLOSE, PING, PONG, TEXT, RawSocket, client_frame, close_code, server_frames
 from server.db import migrate
 
 MiB = 1024 * 1024
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def fill_database(path: Path, rooms: int, messages_per_room: int, content: str) -> tuple[str, list[str]]:
@@ -96,7 +90,7 @@ async def test_replays_that_nobody_reads_hold_one_socket_buffer_each(start_serve
     sockets = [await RawSocket.connect("127.0.0.1", server.port, f"/ws/{room_id}/{user_id}?since=0")
                for _ in range(200)]
     try:
-        growth = await steady_rss(server.process.pid) - before
+        growth = await steady_rss(server.process.pid, timeout_s=30) - before
         assert growth < 48 * MiB, f"RSS grew by {growth / MiB:.0f} MiB"
         # A stalled replay let its page go, not its place: once read, it is whole and in order.
         seqs: list[int] = []
@@ -105,17 +99,6 @@ async def test_replays_that_nobody_reads_hold_one_socket_buffer_each(start_serve
     finally:
         for ws in sockets:
             ws.close()
-
-
-async def steady_rss(pid: int) -> int:
-    """The process's RSS once it has stopped growing for a second (at most 30 s)."""
-    deadline, rss = time.monotonic() + 30, rss_bytes(pid)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(1)
-        rss, previous = rss_bytes(pid), rss
-        if rss <= previous:
-            break
-    return rss
 
 
 async def read_messages(ws: RawSocket, seqs: list[int], until_seq: int, pause: float) -> None:
