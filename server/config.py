@@ -62,6 +62,7 @@ class Config:
     max_connections_per_address: int = 0
     heartbeat_seconds: float = 25
     header_timeout_seconds: float = 10
+    body_timeout_seconds: float = 10  # 0: none
     # None: the open-file limit less what the process needs besides connections (see server/listener.py).
     max_open_connections: int | None = None
     history_cache_bytes: int = 32 * 1024 * 1024
@@ -183,6 +184,7 @@ SETTINGS = (
     Setting("MAX_CONNECTIONS_PER_ADDRESS", "max_connections_per_address", "int"),
     Setting("HEARTBEAT_SECONDS", "heartbeat_seconds", "number"),
     Setting("HEADER_TIMEOUT_SECONDS", "header_timeout_seconds", "number"),
+    Setting("BODY_TIMEOUT_SECONDS", "body_timeout_seconds", "number"),
     Setting("MAX_OPEN_CONNECTIONS", "max_open_connections", "int"),
     Setting("HISTORY_CACHE_BYTES", "history_cache_bytes", "int"),
     Setting("CREATE_RATE_PER_MINUTE", "create_rate_per_minute", "number"),

@@ -272,8 +272,14 @@ async def require_room(request: web.Request, room_id: str) -> None:
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
+    limit = request.app[config_key].body_timeout_seconds
     try:
-        body = await request.json()
+        # A body that trickles in would hold its connection and this handler as long as its sender liked.
+        # (aiohttp then reads what is left for up to 10 s, so that the answer arrives, and closes.)
+        async with asyncio.timeout(limit or None):
+            body = await request.json()
+    except TimeoutError:
+        raise ApiError(408, f"The request body did not arrive within {limit:g} s") from None
     except ValueError:
         raise ApiError(422, "The body must be valid JSON") from None
     except RecursionError:

@@ -85,6 +85,23 @@ def test_half_sent_requests_are_dropped_after_the_header_timeout(start_server):
     assert server.get_json("/health")["status"] == "healthy"
 
 
+def test_a_request_body_that_trickles_in_is_answered_408_and_its_connection_closed(start_server):
+    server = start_server(BODY_TIMEOUT_SECONDS="1")
+    with connections(server, 1) as (slow,):
+        slow.sendall(b"POST /users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"username\": ")  # and the rest never comes
+        started = time.monotonic()
+        status, body = answer(slow)
+        assert (status, body) == (408, {"detail": "The request body did not arrive within 1 s"})
+        assert time.monotonic() - started < 4
+        # aiohttp reads on for up to 10 s (the rest of a body answered early, so that the answer is
+        # not lost to a reset), then closes: no longer than that, however slowly the body comes.
+        assert dropped_within(slow, 15)
+        assert time.monotonic() - started < 14
+    assert server.get_json("/users") == []  # nothing was created
+    assert server.get_json("/health")["status"] == "healthy"
+
+
 def test_connections_over_the_limit_are_answered_503_and_closed(start_server):
     server = start_server(MAX_OPEN_CONNECTIONS="5", HEADER_TIMEOUT_SECONDS="30")
     time.sleep(0.3)  # until the start-up check's own connection is closed
