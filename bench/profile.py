@@ -73,11 +73,10 @@ def summarize_samples(raws: list[Path], top: int) -> list[str]:
 
 def workload(ctx: Context, cluster: servers.Cluster, args: argparse.Namespace) -> tuple[int, str]:
     """Runs the chosen traffic; returns the units of work done and their name."""
-    server, processes = cluster.servers[0], len(cluster.servers)
-    together = args.kind in servers.ROOMS_ON_ONE_PROCESS
+    server = cluster.servers[0]
     if args.what == "fanout":
         rooms, clients = (int(n) for n in args.shape.split("x"))
-        plans = plan_rooms(server, rooms, clients, 2, 2 * args.messages, processes, together)
+        plans = plan_rooms(cluster, rooms, clients, 2, 2 * args.messages)
         summary, _ = drive(ctx, cluster, plans, "profile", mode="fanout",
                            messages_per_sender=args.messages,
                            window=ctx.sizes.window, deadline_s=300)
@@ -86,8 +85,8 @@ def workload(ctx: Context, cluster: servers.Cluster, args: argparse.Namespace) -
         rooms, clients = (int(n) for n in args.shape.split("x"))
         senders = rooms * ctx.sizes.senders_per_room
         per_sender = int(args.rate / senders * ctx.sizes.latency_duration_s)
-        plans = plan_rooms(server, rooms, clients, ctx.sizes.senders_per_room,
-                           ctx.sizes.senders_per_room * per_sender, processes, together)
+        plans = plan_rooms(cluster, rooms, clients, ctx.sizes.senders_per_room,
+                           ctx.sizes.senders_per_room * per_sender)
         summary, _ = drive(ctx, cluster, plans, "profile", mode="rate",
                            messages_per_sender=per_sender,
                            rate_per_sender=args.rate / senders, senders_in_run=senders,

@@ -18,7 +18,8 @@ def run_once(ctx: Context) -> dict:
     db_path = ctx.workdir / "durability.db"
     ctx.progress.stage(f"durability: kill -9 after {sizes.durability_kill_after_s} s at {rate:.0f} msg/s")
     with servers.running(servers.OURS, ctx, db_path=db_path) as server:
-        plans = plan_rooms(server, ROOMS, CLIENTS, SENDERS, expected=SENDERS * per_sender)
+        plans = plan_rooms(servers.Cluster(servers.OURS, [server]), ROOMS, CLIENTS, SENDERS,
+                           expected=SENDERS * per_sender)
         jobs = [wsload.WsJob(mode="rate", ports=(server.port,), source_ip=ctx.next_source_ip(), sockets=part,
                              messages_per_sender=per_sender, rate_per_sender=rate / (ROOMS * SENDERS),
                              senders_in_run=ROOMS * SENDERS, deadline_s=sizes.durability_duration_s + 30)

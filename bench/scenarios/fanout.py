@@ -9,8 +9,7 @@ def run_once(ctx: Context, kind: str, rooms: int, clients: int) -> dict:
     sizes = ctx.sizes
     expected = sizes.senders_per_room * sizes.messages_per_sender
     with servers.running_cluster(kind, ctx) as cluster:
-        plans = plan_rooms(cluster.servers[0], rooms, clients, sizes.senders_per_room, expected,
-                           processes=len(cluster.servers), rooms_together=kind in servers.ROOMS_ON_ONE_PROCESS)
+        plans = plan_rooms(cluster, rooms, clients, sizes.senders_per_room, expected)
         summary, _ = drive(ctx, cluster, plans, f"fan-out {rooms}x{clients} {kind}", mode="fanout",
                            messages_per_sender=sizes.messages_per_sender, window=sizes.window, deadline_s=120)
     # Closed-loop latency says little (it is mostly the window); the latency scenario measures it.

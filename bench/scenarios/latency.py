@@ -15,8 +15,7 @@ def run_once(ctx: Context, kind: str, rate: float) -> tuple[dict, array]:
     per_sender = max(1, int(rate / senders * sizes.latency_duration_s))
     expected = sizes.senders_per_room * per_sender
     with servers.running_cluster(kind, ctx) as cluster:
-        plans = plan_rooms(cluster.servers[0], rooms, clients, sizes.senders_per_room, expected,
-                           processes=len(cluster.servers), rooms_together=kind in servers.ROOMS_ON_ONE_PROCESS)
+        plans = plan_rooms(cluster, rooms, clients, sizes.senders_per_room, expected)
         summary, latencies = drive(ctx, cluster, plans, f"latency at {rate:.0f} msg/s {kind}", mode="rate",
                                    messages_per_sender=per_sender, rate_per_sender=rate / senders,
                                    senders_in_run=senders, warmup_s=sizes.latency_warmup_s,

@@ -11,11 +11,12 @@ from bench.stats import latency_summary_ms, merge_latencies
 from bench.workers import WorkerGroup, split
 
 
-def plan_rooms(server: Server, rooms: int, clients: int, senders: int, expected: int,
-               processes: int = 1, rooms_together: bool = False) -> list[wsload.SocketPlan]:
-    """Users and rooms made through `server`; sockets spread round robin over `processes` server processes,
-    counted across rooms, so that every process has senders and the receivers of a room sit on every one;
-    or, `rooms_together`, each room's sockets on one process, the rooms spread round robin."""
+def plan_rooms(cluster: Cluster, rooms: int, clients: int, senders: int, expected: int) -> list[wsload.SocketPlan]:
+    """Users and rooms made through the cluster's first process; sockets spread round robin over its
+    processes, counted across rooms, so that every process has senders and the receivers of a room sit
+    on every one; or, for the kinds that keep rooms together, each room's sockets on one process."""
+    server, processes = cluster.servers[0], len(cluster.servers)
+    rooms_together = cluster.kind in servers.ROOMS_ON_ONE_PROCESS
     users = api.create_users(server.url, rooms * clients)
     room_ids = api.create_rooms(server.url, rooms)
     plans, sender_number = [], 0
