@@ -129,6 +129,12 @@ class ChatPage:
         self.join(room_name)
         self.expect_connected()
 
+    def start_room(self, username: str, room_name: str) -> None:
+        """A new user who makes a room and joins it: how most stories here begin."""
+        self.create_user(username)
+        self.create_room(room_name)
+        self.join_and_wait(room_name)
+
     def expect_connected(self) -> None:
         expect(self.status).to_have_text("Connected")
 

@@ -54,9 +54,7 @@ def test_two_people_on_different_processes_chat_and_see_each_other_online(open_c
     site = Site(start_nginx(servers).https_url)
 
     alice = open_chat(site, ignore_https_errors=True)
-    alice.create_user("alice")
-    alice.create_room("Lobby")
-    alice.join_and_wait("Lobby")
+    alice.start_room("alice", "Lobby")
     expect(alice.online).to_have_text(["alice (you)"])
     bob = open_chat(site, ignore_https_errors=True)
     bob.create_user("bob")

@@ -12,9 +12,7 @@ expect = sync_api.expect
 
 def start_conversation(open_chat, server, room="Lobby"):
     alice = open_chat(server)
-    alice.create_user("alice")
-    alice.create_room(room)
-    alice.join_and_wait(room)
+    alice.start_room("alice", room)
     bob = open_chat(server)
     bob.create_user("bob")
     bob.join_and_wait(room)
@@ -84,9 +82,7 @@ def test_dropped_connection_says_so_and_comes_back_by_itself(open_chat, chat_ser
 def test_a_message_the_server_refuses_is_shown_as_refused(open_chat, start_server):
     server = start_server(MAX_MESSAGE_LENGTH="10")
     alice = open_chat(server)
-    alice.create_user("alice")
-    alice.create_room("Short")
-    alice.join_and_wait("Short")
+    alice.start_room("alice", "Short")
 
     alice.send("far too long for this server")
     expect(alice.events.last).to_contain_text("The server refused a message")
@@ -162,9 +158,7 @@ def test_saved_user_unknown_to_a_reset_server_is_offered_a_new_user(open_chat, c
 def test_wrong_token_is_refused_with_an_explanation(open_chat, start_server):
     server = start_server(REQUIRE_TOKENS="true")
     alice = open_chat(server)
-    alice.create_user("alice")
-    alice.create_room("Private")
-    alice.join_and_wait("Private")  # the page sends its token, so this works
+    alice.start_room("alice", "Private")  # the page sends its token, so this works
 
     # A token from somewhere else (another server, an old copy of the browser data).
     alice.page.evaluate(
@@ -180,9 +174,7 @@ def test_wrong_token_is_refused_with_an_explanation(open_chat, start_server):
 def test_with_tokens_required_the_page_reads_history_and_presence_with_its_token(open_chat, start_server):
     server = start_server(REQUIRE_TOKENS="true")
     alice = open_chat(server)
-    alice.create_user("alice")
-    alice.create_room("Members only")
-    alice.join_and_wait("Members only")
+    alice.start_room("alice", "Members only")
     alice.send("Said before Bob came")
 
     bob = open_chat(server)
@@ -229,9 +221,7 @@ def test_markup_in_names_and_messages_stays_inert_text(open_chat, chat_server):
     payload = "<img src=x onerror=alert(1)>"
     script = "<script>alert(2)</script>"
     mallory = open_chat(chat_server)
-    mallory.create_user(payload)
-    mallory.create_room("<b>bold room</b>")
-    mallory.join_and_wait("<b>bold room</b>")
+    mallory.start_room(payload, "<b>bold room</b>")
     mallory.send(payload)
     mallory.send(script)
 

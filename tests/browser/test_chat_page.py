@@ -53,9 +53,7 @@ def test_the_page_may_open_sockets_to_its_own_host_only(open_chat, chat_server):
 
 def test_two_people_see_each_others_messages_joins_and_leaves(open_chat, chat_server):
     alice = open_chat(chat_server)
-    alice.create_user("alice")
-    alice.create_room("Lobby")
-    alice.join_and_wait("Lobby")
+    alice.start_room("alice", "Lobby")
     expect(alice.page.locator("#room-title")).to_have_text("Lobby")
     expect(alice.page).to_have_title("Lobby · Chat rooms")
     expect(alice.room_row("Lobby").get_by_role("button", name="Joined")).to_be_disabled()
@@ -90,9 +88,7 @@ def test_two_people_see_each_others_messages_joins_and_leaves(open_chat, chat_se
 
 def test_history_appears_on_join_and_a_reload_keeps_the_user(open_chat, chat_server):
     alice = open_chat(chat_server)
-    alice.create_user("alice")
-    alice.create_room("Book club")
-    alice.join_and_wait("Book club")
+    alice.start_room("alice", "Book club")
     for n in range(1, 4):
         alice.send(f"note {n}")
     expect(alice.message_texts).to_have_text(["note 1", "note 2", "note 3"])
@@ -113,9 +109,7 @@ def test_history_appears_on_join_and_a_reload_keeps_the_user(open_chat, chat_ser
 def test_earlier_messages_page_back_beyond_the_first_fifty(open_chat, start_server):
     server = start_server(RATE_LIMIT_PER_SECOND="0")  # 55 quick messages are not a flood here
     alice = open_chat(server)
-    alice.create_user("alice")
-    alice.create_room("Archive")
-    alice.join_and_wait("Archive")
+    alice.start_room("alice", "Archive")
     for n in range(1, 56):
         alice.send(f"entry {n}")
     expect(alice.message_texts).to_have_count(55)
@@ -138,9 +132,7 @@ def test_earlier_messages_page_back_beyond_the_first_fifty(open_chat, start_serv
 
 def test_phone_sized_screen(open_chat, chat_server):
     host = open_chat(chat_server)
-    host.create_user("host")
-    host.create_room("On the go")
-    host.join_and_wait("On the go")
+    host.start_room("host", "On the go")
 
     phone = open_chat(chat_server, viewport=PHONE, is_mobile=True, has_touch=True)
     phone.create_user("pat")
@@ -177,9 +169,7 @@ def test_a_new_user_is_asked_to_create_a_user_before_joining(open_chat, chat_ser
 
 def test_the_view_follows_new_messages_unless_the_reader_scrolled_up(open_chat, chat_server):
     alice = open_chat(chat_server)
-    alice.create_user("alice")
-    alice.create_room("Busy")
-    alice.join_and_wait("Busy")
+    alice.start_room("alice", "Busy")
     reader = open_chat(chat_server, viewport={"width": 1024, "height": 600})
     reader.create_user("reader")
     reader.join_and_wait("Busy")
@@ -202,9 +192,7 @@ def test_the_view_follows_new_messages_unless_the_reader_scrolled_up(open_chat, 
 
 def test_switch_user_forgets_the_saved_user_after_asking(open_chat, chat_server):
     alice = open_chat(chat_server)
-    alice.create_user("alice")
-    alice.create_room("Lobby")
-    alice.join_and_wait("Lobby")
+    alice.start_room("alice", "Lobby")
 
     alice.page.get_by_role("button", name="Switch user").click()
     expect(alice.notice).to_contain_text("Forget “alice” in this browser?")
