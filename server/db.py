@@ -492,12 +492,13 @@ def acceptable_id(text: str) -> bool:
 
 
 def storable(text: str) -> bool:
-    """Whether the text has a UTF-8 form, which SQLite needs; JSON's "\\ud800" escapes make strings without one."""
+    """Whether both stores can hold the text: it has a UTF-8 form, which SQLite needs (JSON's "\\ud800"
+    escapes make strings without one), and no NUL character, which PostgreSQL's text cannot hold."""
     try:
         text.encode()
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text
 
 
 def _runs_of_one_kind(writes: list[_Write]) -> list[list[_Write]]:

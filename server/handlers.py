@@ -301,7 +301,7 @@ def text_field(body: dict[str, Any], name: str, max_length: int, required: bool 
     if len(value) > max_length:
         raise ApiError(422, f"{name} must be at most {max_length} characters")
     if not storable(value):
-        raise ApiError(422, f"{name} must be valid Unicode text")
+        raise ApiError(422, f"{name} must be valid Unicode text, without NUL characters")
     return value
 
 

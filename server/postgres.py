@@ -254,6 +254,9 @@ class PostgresStore:
                                 break
                             group = self._next_group()
                 except Exception as exc:
+                    if isinstance(exc, asyncpg.PostgresError):  # refused (a constraint, say): a bug, not the writers'
+                        log.error("Could not store %d messages: %s", len(group), exc)
+                        exc = StoreUnavailable("The messages could not be stored")
                     for _, stored in group:
                         if not stored.done():
                             stored.set_exception(exc)

@@ -133,7 +133,7 @@ async def admit(request: web.Request, ws: web.WebSocketResponse, config: Config,
     user = await db.get_user(user_id)
     username = request.query.get("username", "").strip()
     if user is None and not (config.allow_websocket_auto_users and len(username) >= MIN_USERNAME
-                             and acceptable_id(user_id)):
+                             and storable(username) and acceptable_id(user_id)):
         raise Refused(4004, "User not found")
     token = presented_token(request)
     address = client_address(request)
@@ -307,7 +307,7 @@ def parse_chat_message(text: str, max_length: int) -> str:
     if max_length and len(content) > max_length:
         raise BadFrame(f"content is longer than {max_length} characters")
     if not storable(content):
-        raise BadFrame("content must be valid Unicode text")
+        raise BadFrame("content must be valid Unicode text, without NUL characters")
     return content
 
 

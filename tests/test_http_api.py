@@ -92,6 +92,7 @@ async def test_token_is_shown_only_at_creation(client):
     ({}, "username is required"),
     ({"username": 42}, "username must be a string"),
     ({"username": "x" * 51}, "username must be at most 50 characters"),
+    ({"username": "al\u0000ice"}, "username must be valid Unicode text, without NUL characters"),
 ])
 async def test_create_user_refuses_bad_names(client, body, detail):
     await assert_error(await client.post("/users", json=body), 422, detail)
@@ -135,6 +136,7 @@ async def test_rooms_create_list_and_get(client):
     ({}, "name is required"),
     ({"name": ["x"]}, "name must be a string"),
     ({"name": "x" * 101}, "name must be at most 100 characters"),
+    ({"name": "lob\u0000by"}, "name must be valid Unicode text, without NUL characters"),
 ])
 async def test_create_room_refuses_bad_names(client, body, detail):
     await assert_error(await client.post("/rooms", json=body), 422, detail)

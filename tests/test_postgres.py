@@ -14,7 +14,7 @@ import urllib.request
 import aiohttp
 import pytest
 
-from server.db import migration_files
+from server.db import StoreUnavailable, migration_files
 from server.postgres import POSTGRES_MIGRATIONS, PostgresStore
 
 from helpers import connect, create_room, create_user, receive, receive_close, send_and_receive
@@ -111,6 +111,22 @@ async def test_a_room_followed_again_is_woken_by_its_notices_not_by_the_poll(pos
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_a_message_the_database_refuses_fails_as_not_stored_and_the_next_ones_are_stored(postgres):
+    # The handlers let no NUL through (PostgreSQL's text cannot hold one); should a message get past
+    # them, its writer hears "not stored", which sockets answer with an error frame, not a 1011.
+    store = await PostgresStore.open(postgres.new_database())
+    try:
+        user, _ = await store.create_user("ann")
+        room_id = (await store.create_room("talk"))["id"]
+        with pytest.raises(StoreUnavailable, match="could not be stored"):
+            await store.add_message(room_id, user["id"], "ann", "nul\x00")
+        stored = await store.add_message(room_id, user["id"], "ann", "fine")
+        assert stored["seq"] == 1
+        assert [m["content"] for m in await store.messages(room_id, 10)] == ["fine"]
+    finally:
+        await store.close()
 
 
 def test_workers_share_one_port_and_every_room(postgres, tmp_path):

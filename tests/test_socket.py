@@ -84,10 +84,11 @@ async def test_socket_auto_creates_room_and_user_in_production(make_client):
     await ws.close()
 
 
-async def test_socket_auto_user_needs_two_characters(make_client):
+@pytest.mark.parametrize("username", ["x", "nul\u0000"])
+async def test_socket_auto_user_needs_two_characters_of_storable_text(make_client, username):
     client = await make_client(environment="production", require_tokens=False)
     room = await create_room(client)
-    ws = await browser_socket(client, f"/ws/{room['id']}/user-8", params={"username": "x"})
+    ws = await browser_socket(client, f"/ws/{room['id']}/user-8", params={"username": username})
     assert await receive_close(ws) == (4004, "User not found")
     await assert_error(await client.get("/users/user-8"), 404, "User not found")
 
@@ -102,6 +103,8 @@ async def test_socket_auto_user_needs_two_characters(make_client):
     ('{"content": "   "}', "content must not be empty"),
     ('{"content": "' + "x" * 4001 + '"}', "content is longer than 4000 characters"),
     ('{"type": "typing", "content": "x"}', "Unknown frame type: typing"),
+    ('{"content": "a\\u0000b"}', "content must be valid Unicode text, without NUL characters"),
+    ('{"content": "a\\ud800b"}', "content must be valid Unicode text, without NUL characters"),
 ])
 async def test_invalid_frames_get_an_error_and_store_nothing(client, frame, error):
     user = await create_user(client)
