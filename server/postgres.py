@@ -357,16 +357,25 @@ class PostgresStore:
 
     def _take_if_next(self, message: dict[str, Any]) -> bool:
         """Whether the message is the next one to deliver in its room (and so counted as delivered).
-        A message further on means others came between: they are read from the table."""
+        A message further on means others came between: they are read from the table, unless
+        notices are on their way with them."""
         room_id = message["room_id"]
         delivered = self._delivered.get(room_id)
         if delivered is None or message["seq"] <= delivered:
             return False  # nobody here follows the room, or it was delivered already
         if message["seq"] > delivered + 1:
-            self._read_new(room_id)
+            if not self._notices_come(room_id):
+                self._read_new(room_id)
             return False
         self._delivered[room_id] = message["seq"]
         return True
+
+    def _notices_come(self, room_id: str) -> bool:
+        """Whether the listener hears the room's commits. Only a group stored here can find a gap before
+        it and still have the gap's notices to come (its result can overtake them): notices arrive in
+        commit order, so theirs come before the group's own, and each carries its messages or says
+        they must be read. A listener lost meanwhile reads every room again when it is back."""
+        return self._listener is not None and messages_channel(room_id) in self._channels
 
     def _announce(self, messages: list[dict[str, Any]]) -> None:
         if messages and self.on_messages_committed is not None:
