@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -66,13 +65,12 @@ async def database(app: web.Application) -> AsyncIterator[None]:
     app[history_key] = history = RecentHistory(db, app[config_key].history_cache_bytes)
     hub = app[hub_key]
 
-    def messages_committed(messages: list[dict[str, Any]]) -> None:
+    def messages_committed(messages: list[frames.Stored]) -> None:
         # Right after the commit and in seq order: a message is never sent before it is stored,
         # and every socket of a room sees the room's messages in one order.
         for message in messages:
-            frame, item = frames.message(message)
-            history.committed(message, item)
-            hub.publish(message["room_id"], frame, message["seq"])
+            history.committed(message)
+            hub.publish(message.room_id, frames.message_frame(message.item), message.seq)
         hub.flush_all()  # now, not after the next round of socket reads: these frames are what is waited for
 
     db.on_messages_committed = messages_committed

@@ -33,6 +33,7 @@ from typing import Any
 import aiosqlite
 from aiohttp import web
 
+from . import frames
 from .clock import utc_now
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class Database:
         self._last_seq: dict[str, int] = {}
         self._checkpoint_task = asyncio.create_task(self._checkpoint_regularly(), name="db-checkpoint")
         # Told of the messages of each commit, in seq order, right after it (see server/__init__.py).
-        self.on_messages_committed: Callable[[list[dict[str, Any]]], None] | None = None
+        self.on_messages_committed: Callable[[list[frames.Stored]], None] | None = None
         # Told of join and leave notices from other processes' sockets: never, there are none.
         self.on_room_event: Callable[[str, bytes], None] | None = None
 
@@ -315,7 +316,7 @@ class Database:
 
     def _settle(self, writes: list[_Write]) -> None:
         # Messages are announced in the order they were numbered, and before their writers hear back.
-        messages = [write.message for write in writes if write.message is not None]
+        messages = [frames.stored(write.message) for write in writes if write.message is not None]
         if messages and self.on_messages_committed is not None:
             try:
                 self.on_messages_committed(messages)

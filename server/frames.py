@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+from typing import Any, NamedTuple
 
 from .clock import utc_now
 
@@ -27,20 +27,35 @@ def text_frame(payload: dict[str, Any]) -> bytes:
     return _frame(_encode_json(payload).encode())
 
 
-def message(stored: dict[str, Any]) -> tuple[bytes, bytes]:
-    """A stored message as a socket frame, and as a history item: the same JSON without "type", encoded once."""
-    item = _encode_json(stored)
-    return _frame(_typed(item)), item.encode()
+class Stored(NamedTuple):
+    """A committed message as a store announces it: its room, its seq, and its history item (its JSON)."""
+
+    room_id: str
+    seq: int
+    item: bytes
 
 
-def message_payload(stored: dict[str, Any]) -> bytes:
+def stored(message: dict[str, Any]) -> Stored:
+    return Stored(message["room_id"], message["seq"], _encode_json(message).encode())
+
+
+def numbered(item: str, seq: int) -> bytes:
+    """The item of a message encoded before its seq was known (as 0), with its seq.
+
+    The id (a uuid) comes first and the seq second, so the first '"seq":0,' is the key's:
+    a string value cannot hold it, as JSON escapes every quote inside a string.
+    """
+    return item.replace('"seq":0,', f'"seq":{seq},', 1).encode()
+
+
+def message_frame(item: bytes) -> bytes:
+    """A message's socket frame: its history item with its type first, '{"type":"message","id":...}'."""
+    return _frame(b'{"type":"message",' + item[1:])
+
+
+def message_payload(message: dict[str, Any]) -> bytes:
     """A stored message's frame without the WebSocket header, for aiohttp's send_frame."""
-    return _typed(_encode_json(stored))
-
-
-def _typed(item: str) -> bytes:
-    # The frame is the history item with its type first: '{"id":...}' -> '{"type":"message","id":...}'.
-    return ('{"type":"message",' + item[1:]).encode()
+    return ('{"type":"message",' + _encode_json(message)[1:]).encode()
 
 
 def payload_of(frame: bytes) -> bytes:

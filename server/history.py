@@ -13,12 +13,11 @@ read rooms go first.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Any
 
 from aiohttp import web
 
 from .db import Database
-from .frames import to_json
+from .frames import Stored, to_json
 
 RECENT_PER_ROOM = 100
 # What a cached room and each of its items cost besides the items' bytes (the objects around
@@ -54,17 +53,17 @@ class RecentHistory:
         self.max_bytes = max_bytes
         self.size = 0
         self.rooms: OrderedDict[str, CachedRoom] = OrderedDict()
-        # Messages committed while a room is being loaded (seq and item), to add to what the load read.
-        self.loading: dict[str, list[tuple[int, bytes]]] = {}
+        # Messages committed while a room is being loaded, to add to what the load read.
+        self.loading: dict[str, list[Stored]] = {}
 
-    def committed(self, message: dict[str, Any], item: bytes) -> None:
-        """To be told, in seq order, of every message the store has committed, with its JSON `item`."""
-        room = self.rooms.get(message["room_id"])
+    def committed(self, message: Stored) -> None:
+        """To be told, in seq order, of every message the store has committed."""
+        room = self.rooms.get(message.room_id)
         if room is not None:
-            self.size += room.append(item)
+            self.size += room.append(message.item)
             self._shrink()
-        elif message["room_id"] in self.loading:
-            self.loading[message["room_id"]].append((message["seq"], item))
+        elif message.room_id in self.loading:
+            self.loading[message.room_id].append(message)
 
     async def page(self, room_id: str, limit: int) -> bytes | None:
         """The room's last `limit` (at most RECENT_PER_ROOM) messages as a JSON array; None for no such room."""
@@ -100,7 +99,7 @@ class RecentHistory:
             arrived = self.loading.pop(room_id) if first else []
         last = stored[-1]["seq"] if stored else 0
         room = CachedRoom([to_json(message).encode() for message in stored]
-                          + [item for seq, item in arrived if seq > last])
+                          + [message.item for message in arrived if message.seq > last])
         if first:
             self.rooms[room_id] = room
             self.size += room.size

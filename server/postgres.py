@@ -39,7 +39,7 @@ from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, mi
 
 log = logging.getLogger(__name__)
 
-# A room's commit notices ("SEQ ROOM_ID", then the messages up to SEQ as JSON if they fit) go to one of
+# A room's commit notices ("SEQ ROOM_ID", then the messages up to SEQ if they fit) go to one of
 # MESSAGE_CHANNELS channels, picked by a hash of its id, and each process listens only to the channels
 # of the rooms it follows: it is not woken by the messages of rooms it has no socket for (other rooms
 # that share a channel it skips by the notice's room id).
@@ -72,23 +72,28 @@ SELECT_MESSAGES = """
     WHERE m.room_id = $1 {where} ORDER BY m.seq {order} LIMIT ${limit}
 """
 # Messages are committed in groups (see _commit_groups), each group by one statement: one round trip,
-# in a transaction of its own. It locks the rooms' rows in id order, so groups on several processes
-# never deadlock, and gives the nth message of a room in the group the room's last seq + n. The
-# locked row is the latest version of the row, even if another group committed after this statement
-# began, so seqs never repeat. Each room's notice is "LAST_SEQ ROOM_ID" and what _carried() made.
+# in a transaction of its own. A room's messages come as one text, their JSON items (with seq 0) a line
+# each: the statement takes the columns out of them, and the room's notice carries the same lines.
+# It locks the rooms' rows in id order, so groups on several processes never deadlock, and gives the
+# nth message of a room in the group the room's last seq + n. The locked row is the latest version
+# of the row, even if another group committed after this statement began, so seqs never repeat.
+# Each room's notice is "LAST_SEQ ROOM_ID", then its lines if they fit in a notice (see _carries).
 STORE_MESSAGES = """
-    WITH locked AS (SELECT id, last_seq FROM rooms WHERE id = ANY($7::text[]) ORDER BY id FOR UPDATE),
+    WITH locked AS (SELECT id, last_seq FROM rooms WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE),
+    added AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::boolean[], $5::text[])
+                            AS added (room_id, lines, count, carried, channel)),
     stored AS (
         INSERT INTO messages (room_id, seq, id, user_id, content, timestamp)
-        SELECT m.room_id, locked.last_seq + m.nth, m.id, m.user_id, m.content, m.timestamp
-        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-             AS m (room_id, nth, id, user_id, content, timestamp)
-        JOIN locked ON locked.id = m.room_id)
+        SELECT added.room_id, locked.last_seq + line.nth, m.id, m.user_id, m.content, m.timestamp
+        FROM added JOIN locked ON locked.id = added.room_id,
+             string_to_table(added.lines, E'\\n') WITH ORDINALITY AS line (item, nth),
+             json_to_record(line.item::json) AS m (id text, user_id text, content text, timestamp text))
     UPDATE rooms SET last_seq = locked.last_seq + added.count
-    FROM locked JOIN unnest($7::text[], $8::bigint[], $9::text[], $10::text[]) AS added (id, count, carried, channel)
-         USING (id)
+    FROM locked JOIN added ON added.room_id = locked.id
     WHERE rooms.id = locked.id
-    RETURNING rooms.id, rooms.last_seq, pg_notify(added.channel, rooms.last_seq || ' ' || rooms.id || added.carried)
+    RETURNING rooms.id, rooms.last_seq,
+              pg_notify(added.channel, rooms.last_seq || ' ' || rooms.id
+                                       || CASE WHEN added.carried THEN E'\\n' || added.lines ELSE '' END)
 """
 MAX_GROUP = 1000  # messages in one transaction at most
 ALIVE = f"last_seen > now() - interval '{PROCESS_TIMEOUT_SECONDS:g} seconds'"
@@ -128,7 +133,7 @@ class PostgresStore:
         self._queued: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
         # Told of the messages of followed rooms, in seq order, each once (see server/__init__.py).
-        self.on_messages_committed: Callable[[list[dict[str, Any]]], None] | None = None
+        self.on_messages_committed: Callable[[list[frames.Stored]], None] | None = None
         # Told of a join or leave notice from a socket on another process: (room_id, frame).
         self.on_room_event: Callable[[str, bytes], None] | None = None
 
@@ -248,8 +253,8 @@ class PostgresStore:
                 try:
                     async with self._connection() as conn:
                         while True:
-                            await self._store_group(conn, [message for message, _ in group])
-                            self._settle(group)
+                            stored = await self._store_group(conn, [message for message, _ in group])
+                            self._settle(group, stored)
                             if not self._queued:
                                 break
                             group = self._next_group()
@@ -267,10 +272,10 @@ class PostgresStore:
         group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
         return group
 
-    def _settle(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+    def _settle(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]], stored: list[frames.Stored]) -> None:
         """Deliver a committed group here, in seq order and in one go (one write per socket), before
         its writers hear back."""
-        self._announce([message for message, _ in group if message["seq"] and self._take_if_next(message)])
+        self._announce([message for message in stored if self._take_if_next(message.room_id, message.seq)])
         for message, stored in group:
             if stored.done():
                 continue  # its socket went away meanwhile
@@ -279,24 +284,25 @@ class PostgresStore:
             else:
                 stored.set_exception(LookupError(f"no room {message['room_id']!r} to store a message in"))
 
-    async def _store_group(self, conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> None:
+    async def _store_group(self, conn: asyncpg.Connection, messages: list[dict[str, Any]]) -> list[frames.Stored]:
         """Store messages in one statement, giving each the next seq of its room (0: no such room)."""
-        by_room: dict[str, list[dict[str, Any]]] = {}
-        nth = []  # each message's place among its room's messages in the group, from 1
-        for message in messages:
-            room = by_room.setdefault(message["room_id"], [])
-            room.append(message)
-            nth.append(len(room))
-        room_ids, *columns = ([message[column] for message in messages]
-                              for column in ("room_id", "id", "user_id", "content", "timestamp"))
-        rows = await conn.fetch(STORE_MESSAGES, room_ids, nth, *columns, list(by_room),
-                                [len(room) for room in by_room.values()],
-                                [_carried(room_id, room) for room_id, room in by_room.items()],
+        items = [frames.to_json(message) for message in messages]  # each message is encoded once, here
+        by_room: dict[str, list[str]] = {}
+        for message, item in zip(messages, items):
+            by_room.setdefault(message["room_id"], []).append(item)
+        lines = ["\n".join(room) for room in by_room.values()]
+        rows = await conn.fetch(STORE_MESSAGES, list(by_room), lines, [len(room) for room in by_room.values()],
+                                [_carries(room_id, text) for room_id, text in zip(by_room, lines)],
                                 [messages_channel(room_id) for room_id in by_room])
-        for room_id, last_seq, _ in rows:
-            room = by_room[room_id]
-            for seq, message in enumerate(room, start=last_seq - len(room) + 1):
+        next_seq = {room_id: last_seq - len(by_room[room_id]) + 1 for room_id, last_seq, _ in rows}
+        stored = []
+        for message, item in zip(messages, items):
+            seq = next_seq.get(message["room_id"])
+            if seq is not None:
                 message["seq"] = seq
+                next_seq[message["room_id"]] = seq + 1
+                stored.append(frames.Stored(message["room_id"], seq, frames.numbered(item, seq)))
+        return stored
 
     # Following rooms: every process delivers every message of the rooms it follows -------
 
@@ -355,19 +361,18 @@ class PostgresStore:
                 await conn.remove_listener(channel, self._message_notified)
                 self._channels.discard(channel)
 
-    def _take_if_next(self, message: dict[str, Any]) -> bool:
+    def _take_if_next(self, room_id: str, seq: int) -> bool:
         """Whether the message is the next one to deliver in its room (and so counted as delivered).
         A message further on means others came between: they are read from the table, unless
         notices are on their way with them."""
-        room_id = message["room_id"]
         delivered = self._delivered.get(room_id)
-        if delivered is None or message["seq"] <= delivered:
+        if delivered is None or seq <= delivered:
             return False  # nobody here follows the room, or it was delivered already
-        if message["seq"] > delivered + 1:
+        if seq > delivered + 1:
             if not self._notices_come(room_id):
                 self._read_new(room_id)
             return False
-        self._delivered[room_id] = message["seq"]
+        self._delivered[room_id] = seq
         return True
 
     def _notices_come(self, room_id: str) -> bool:
@@ -377,7 +382,7 @@ class PostgresStore:
         they must be read. A listener lost meanwhile reads every room again when it is back."""
         return self._listener is not None and messages_channel(room_id) in self._channels
 
-    def _announce(self, messages: list[dict[str, Any]]) -> None:
+    def _announce(self, messages: list[frames.Stored]) -> None:
         if messages and self.on_messages_committed is not None:
             try:
                 self.on_messages_committed(messages)
@@ -398,7 +403,8 @@ class PostgresStore:
                 after = self._delivered[room_id]
                 page = await self.messages(room_id, READ_PAGE, after=after)
                 # Messages stored here, or carried by notices, may have been delivered while the page was read.
-                self._announce([message for message in page if self._take_if_next(message)])
+                self._announce([frames.stored(message) for message in page
+                                if self._take_if_next(message["room_id"], message["seq"])])
                 if len(page) < READ_PAGE and room_id not in self._read_again:
                     break
         except StoreUnavailable:
@@ -451,14 +457,15 @@ class PostgresStore:
         for notice in notices:
             head, _, carried = notice.partition("\n")
             seq, _, room_id = head.partition(" ")
-            delivered = self._delivered.get(room_id)
-            if delivered is None or int(seq) <= delivered:
+            last, delivered = int(seq), self._delivered.get(room_id)
+            if delivered is None or last <= delivered:
                 continue  # not followed here, or delivered already (stored here, or read)
-            messages = json.loads(carried) if carried else []
-            for number, message in enumerate(messages, start=int(seq) - len(messages) + 1):
-                message["seq"] = number
-            if messages and messages[0]["seq"] <= delivered + 1:
-                ready += [message for message in messages if self._take_if_next(message)]
+            items = carried.split("\n") if carried else []
+            first = last - len(items) + 1
+            if items and first <= delivered + 1:
+                ready += [frames.Stored(room_id, seq, frames.numbered(item, seq))
+                          for seq, item in enumerate(items, start=first) if seq > delivered]
+                self._delivered[room_id] = last
             else:
                 self._read_new(room_id)  # a gap (a notice missed), or messages too big to carry
         self._announce(ready)
@@ -671,13 +678,12 @@ def messages_channel(room_id: str) -> str:
     return f"chat_messages_{zlib.crc32(room_id.encode()) % MESSAGE_CHANNELS}"
 
 
-def _carried(room_id: str, room: list[dict[str, Any]]) -> str:
-    """What one room's notice carries after its "LAST_SEQ ROOM_ID" line: the messages as JSON, so that the
-    other processes need not read them back, unless they are too big to carry. Their seqs, not known
-    yet, are 0: they are the last ones up to LAST_SEQ."""
-    carried = f"\n{frames.to_json(room)}"
-    head_bytes = len(room_id.encode()) + 21  # a seq of up to 19 digits, a space
-    return carried if len(carried.encode()) + head_bytes < NOTICE_LIMIT else ""
+def _carries(room_id: str, lines: str) -> bool:
+    """Whether one room's notice can carry its messages' lines after its "LAST_SEQ ROOM_ID" line, so that
+    the other processes need not read them back. Their seqs, not known yet, are 0 in them: they are
+    the last ones up to LAST_SEQ."""
+    head_bytes = len(room_id.encode()) + 22  # a seq of up to 19 digits, a space, a newline
+    return len(lines.encode()) + head_bytes < NOTICE_LIMIT
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

@@ -289,6 +289,30 @@ async def test_a_process_stopping_tells_the_others_its_sockets_left(cluster):
             assert left == {**left, "type": "user_left", "user_id": users[1]}
 
 
+async def test_a_message_reaches_another_process_exactly_as_it_was_stored(cluster):
+    # Notices carry messages as JSON lines that the database takes apart and the other processes number.
+    first, second, _ = cluster()
+    content = 'quotes " \\" "seq":0, back\\slash\nnew line\ttab \x01\x1f é 😀 \u2028 {"id":"x"}'
+    async with aiohttp.ClientSession() as session:
+        room_id, users = await room_with(session, first.url, "alice", "bob")
+        async with session.ws_connect(f"{first.ws_url}/ws/{room_id}/{users[0]}") as alice, \
+                session.ws_connect(f"{second.ws_url}/ws/{room_id}/{users[1]}") as bob:
+            await bob.receive_json(timeout=TIMEOUT)
+            await alice.send_json({"content": content})
+            sent = await next_message(alice)
+            assert sent["content"] == content and sent["seq"] == 1
+            assert await next_message(bob) == sent
+            for server in (first, second):
+                history = await (await session.get(f"{server.url}/rooms/{room_id}/messages")).json()
+                assert history == [{key: value for key, value in sent.items() if key != "type"}]
+
+
+async def next_message(ws: aiohttp.ClientWebSocketResponse) -> dict:
+    while (frame := await ws.receive_json(timeout=TIMEOUT))["type"] != "message":
+        pass
+    return frame
+
+
 async def test_messages_too_big_for_a_notification_still_reach_every_process(cluster):
     first, second, _ = cluster()
     big = "é" * 4000  # 8 KB of UTF-8, 16 KB escaped: more than a NOTIFY may carry

@@ -4,6 +4,7 @@ away and comes back, --workers; and why one SQLite file serves one process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -92,7 +93,8 @@ async def test_a_room_followed_again_is_woken_by_its_notices_not_by_the_poll(pos
         user, _ = await writer.create_user("ann")
         room_id = (await writer.create_room("talk"))["id"]
         received: asyncio.Queue[str] = asyncio.Queue()
-        reader.on_messages_committed = lambda messages: [received.put_nowait(m["content"]) for m in messages]
+        reader.on_messages_committed = lambda messages: [received.put_nowait(json.loads(m.item)["content"])
+                                                         for m in messages]
         await reader.follow(room_id)
         await writer.add_message(room_id, user["id"], "ann", "warm-up")  # by now the listener is up
         assert await asyncio.wait_for(received.get(), 5) == "warm-up"
