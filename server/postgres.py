@@ -53,6 +53,10 @@ RECONNECT_SECONDS = (0.1, 5.0)      # the listener's backoff after losing its co
 READ_PAGE = 500
 MIGRATION_LOCK = 7_413_917_321      # the advisory lock that lets one process migrate at a time
 CONNECT_TIMEOUT_SECONDS = 5.0
+# How long a statement may take before its caller is told to try again (as SQLite's writes wait for a lock
+# at most BUSY_TIMEOUT_SECONDS): a row locked by another program, or a database that stopped answering
+# without closing its connections (a network partition, a stopped VM), would otherwise hold writes forever.
+QUERY_TIMEOUT_SECONDS = 5.0
 # How long a query may wait for one of the pool's connections (a burst of sockets joining queues here)
 # before the client is told to try again.
 POOL_WAIT_SECONDS = 10.0
@@ -141,16 +145,17 @@ class PostgresStore:
     async def open(cls, url: str, notifications: bool = True) -> PostgresStore:
         """Connect, apply pending migrations (one process at a time), and start following."""
         try:
+            # Migrations run on a connection of their own, without the pool's QUERY_TIMEOUT_SECONDS:
+            # they may take long, or wait for another process's (see migrate()).
+            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+            try:
+                await migrate(conn)
+            finally:
+                await conn.close()
             pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS,
-                                             reset=_nothing_to_reset)
+                                             command_timeout=QUERY_TIMEOUT_SECONDS, reset=_nothing_to_reset)
         except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot reach the database {redact(url)}: {exc}") from None
-        try:
-            async with pool.acquire() as conn:
-                await migrate(conn)
-        except BaseException:
-            await pool.close()
-            raise
         store = cls(url, pool, notifications)
         await store._heartbeat()
         store._tasks = [asyncio.create_task(coro, name=name) for name, coro in (
@@ -183,7 +188,13 @@ class PostgresStore:
         """A pooled connection; a database that cannot be reached becomes StoreUnavailable."""
         try:
             async with self._pool.acquire(timeout=POOL_WAIT_SECONDS) as conn:
-                yield conn
+                try:
+                    yield conn
+                except TimeoutError:
+                    # A statement past QUERY_TIMEOUT_SECONDS: the pool would wait as long again for its
+                    # cancellation before taking the connection back; a new one is cheaper.
+                    conn.terminate()
+                    raise
         except UNAVAILABLE as exc:
             self._note_reachable(False, exc)
             raise StoreUnavailable(UNAVAILABLE_DETAIL) from exc
@@ -196,7 +207,7 @@ class PostgresStore:
             if reachable:
                 log.warning("The database answers again")
             else:
-                log.error("The database cannot be reached: %s", exc or "no answer")
+                log.error("The database cannot be reached: %s", str(exc or "") or "no answer in time")
 
     # Writes -----------------------------------------------------------------
 
@@ -420,7 +431,8 @@ class PostgresStore:
         while self._notifications:
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_SECONDS)
+                conn = await asyncpg.connect(self._url, timeout=CONNECT_TIMEOUT_SECONDS,
+                                             command_timeout=QUERY_TIMEOUT_SECONDS)
             except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
                 log.warning("Listening for notifications failed (again in %g s): %s", wait, exc)
                 await asyncio.sleep(wait)

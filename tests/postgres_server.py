@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from server_process import free_port
@@ -64,6 +67,19 @@ class PostgresServer:
         """The postmaster's process id; every backend is its child."""
         return int((self.data / "postmaster.pid").read_text().split()[0])
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the server and its backends (SIGSTOP) and go on afterwards: a database that stops answering
+        without closing its connections, as across a network partition or from a VM paused."""
+        processes = [self.pid(), *_children(self.pid())]
+        for pid in processes:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in processes:
+                os.kill(pid, signal.SIGCONT)
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
 
@@ -86,3 +102,15 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass  # not running
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            # /proc/PID/stat: "PID (NAME) STATE PPID ...", and NAME may hold spaces and parentheses.
+            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == parent:
+                found.append(int(entry.name))
+        except OSError:
+            pass  # it ended meanwhile
+    return found

@@ -15,6 +15,7 @@ import urllib.request
 import aiohttp
 import pytest
 
+import server.postgres
 from server.db import StoreUnavailable, migration_files
 from server.postgres import POSTGRES_MIGRATIONS, PostgresStore
 
@@ -81,6 +82,42 @@ async def test_a_database_that_goes_away_answers_try_again_and_recovers_by_itsel
         await asyncio.sleep(0.2)
     assert (await send_and_receive(ws, "after"))["seq"] == 2
     assert (await create_user(client, "carol"))["username"] == "carol"
+
+
+async def test_a_database_that_stops_answering_answers_try_again_within_the_query_timeout(
+        make_client, postgres, monkeypatch):
+    # Its connections stay open and nothing comes back: without a timeout, writes would wait for ever.
+    monkeypatch.setattr(server.postgres, "QUERY_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(server.postgres, "CONNECT_TIMEOUT_SECONDS", 1.0)
+    client = await make_client(database_url=postgres.new_database())
+    user = await create_user(client)
+    room = await create_room(client)
+    ws = await connect(client, room["id"], user["id"])
+    await send_and_receive(ws, "before")
+    with postgres.paused():
+        started = time.monotonic()
+        await ws.send_json({"content": "while it is stopped"})
+        assert await receive(ws, timeout=4) == {
+            "type": "error", "message": "The message could not be stored; please send it again"}
+        resp = await client.post("/users", json={"username": "bob"})
+        assert resp.status == 503
+        assert (await resp.json())["detail"] == "The database cannot be reached right now; try again"
+        assert time.monotonic() - started < 5
+    # Once it answers again, the same socket works; the message that timed out may have been stored after
+    # all (its statement had reached the database), and then it is delivered, once, in its place.
+    for _ in range(50):
+        if (await client.get("/health")).status == 200:
+            break
+        await asyncio.sleep(0.2)
+    await ws.send_json({"content": "after"})
+    received = []
+    while not received or received[-1] != "after":
+        frame = await receive(ws)
+        assert frame["type"] == "message" and frame["seq"] == len(received) + 2
+        received.append(frame["content"])
+    assert received in (["after"], ["while it is stopped", "after"])
+    history = await (await client.get(f"/rooms/{room['id']}/messages")).json()
+    assert [m["content"] for m in history] == ["before", *received]
 
 
 async def test_a_room_followed_again_is_woken_by_its_notices_not_by_the_poll(postgres):
