@@ -2,7 +2,7 @@
 # Set up everything the test suite needs, then run all of it: ./scripts/test.sh [pytest args]
 #
 # Python packages go into .venv. The browser tests need Debian's chromium, the
-# deployment tests nginx, openssl and systemd-analyze, the PostgreSQL store's tests postgresql: as root with apt-get they are installed here;
+# deployment tests nginx, openssl and systemd-analyze, the PostgreSQL store's tests postgresql and pgbouncer: as root with apt-get they are installed here;
 # otherwise those tests are skipped, and this says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v openssl >/dev/null || missing+=(openssl)            # the proxy test's certificate
 command -v systemd-analyze >/dev/null || missing+=(systemd)    # checks deploy/chat.service
 [ -x /usr/lib/postgresql/15/bin/pg_ctl ] || missing+=(postgresql)  # the PostgreSQL store's tests
+[ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)                 # ... behind a pooler in transaction mode
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "Installing ${missing[*]} (Debian packages)..."

@@ -144,16 +144,21 @@ class PostgresStore:
     @classmethod
     async def open(cls, url: str, notifications: bool = True) -> PostgresStore:
         """Connect, apply pending migrations (one process at a time), and start following."""
+        options: dict[str, Any] = {"timeout": CONNECT_TIMEOUT_SECONDS}
+        if not notifications:
+            # Notifications are off for a pooler in transaction mode (PgBouncer), which may run each
+            # statement on another server connection: no statement may count on one prepared before.
+            options["statement_cache_size"] = 0
         try:
             # Migrations run on a connection of their own, without the pool's QUERY_TIMEOUT_SECONDS:
             # they may take long, or wait for another process's (see migrate()).
-            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+            conn = await asyncpg.connect(url, **options)
             try:
                 await migrate(conn)
             finally:
                 await conn.close()
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS,
-                                             command_timeout=QUERY_TIMEOUT_SECONDS, reset=_nothing_to_reset)
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, command_timeout=QUERY_TIMEOUT_SECONDS,
+                                             reset=_nothing_to_reset, **options)
         except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot reach the database {redact(url)}: {exc}") from None
         store = cls(url, pool, notifications)
@@ -699,30 +704,32 @@ def _carries(room_id: str, lines: str) -> bool:
 
 
 async def migrate(conn: asyncpg.Connection) -> int:
-    """Apply each migration newer than the recorded version, each in its own transaction.
+    """Apply every migration newer than the recorded version, all in one transaction.
 
-    An advisory lock makes processes that start together migrate one at a time:
-    the first applies the files, the others then find nothing left to do.
+    The transaction first takes an advisory lock, held until it ends, so processes that
+    start together migrate one at a time: the first applies the files, the others then
+    find nothing left to do. It is the transaction's lock, not the session's, because a
+    pooler in transaction mode may run a session's next statement on another connection.
     """
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
-    try:
+    files = migration_files(POSTGRES_MIGRATIONS)
+    latest = files[-1][0] if files else 0
+    applied = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         version = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
-        files = migration_files(POSTGRES_MIGRATIONS)
-        latest = files[-1][0] if files else 0
         if version > latest:
             raise MigrationError(f"the database is at schema version {version}, newer than this server's {latest}")
         for number, path in files:
             if number <= version:
                 continue
             try:
-                async with conn.transaction():
-                    await conn.execute(path.read_text())
-                    await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+                await conn.execute(path.read_text())
             except asyncpg.PostgresError as exc:
                 raise MigrationError(f"migration {path.name} failed: {exc}") from None
-            log.info("Applied migration postgresql/%s", path.name)
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+            applied.append(path.name)
             version = number
-        return version
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    for name in applied:
+        log.info("Applied migration postgresql/%s", name)
+    return version

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from server import create_app
 from server.config import Config
 import postgres_server
-from postgres_server import PostgresServer
+from postgres_server import PgBouncer, PostgresServer
 from server_process import ServerProcess
 
 MakeClient = Callable[..., Awaitable[TestClient]]
@@ -36,6 +36,16 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
     yield server
     server.remove()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres: PostgresServer) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the run's PostgreSQL server."""
+    if not postgres_server.PGBOUNCER.exists():
+        pytest.skip("PgBouncer is not installed (Debian's pgbouncer package)")
+    bouncer = PgBouncer(postgres)
+    yield bouncer
+    bouncer.stop()
 
 
 @pytest.fixture

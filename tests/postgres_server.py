@@ -7,19 +7,28 @@ import itertools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from server_process import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PGBOUNCER = Path("/usr/sbin/pgbouncer")
 USER = "chat"
 
 
 def available() -> bool:
     return (PG_BIN / "pg_ctl").exists()
+
+
+def as_postgres(command: list[str]) -> list[str]:
+    """PostgreSQL (and PgBouncer) refuse to run as root: as root, they run as the `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
 class PostgresServer:
@@ -41,10 +50,7 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", USER, "--no-sync")
 
     def _run(self, program: str, *args: str) -> None:
-        command = [str(PG_BIN / program), *args]
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        subprocess.run(as_postgres([str(PG_BIN / program), *args]), check=True, capture_output=True, timeout=60)
 
     def start(self) -> PostgresServer:
         # No fsync for tests: their databases live for one test run. A commit still reaches the OS before
@@ -114,3 +120,48 @@ def _children(parent: int) -> list[int]:
         except OSError:
             pass  # it ended meanwhile
     return found
+
+
+class PgBouncer:
+    """PgBouncer in transaction mode in front of a PostgresServer, as a deployment may put it.
+
+    Its few server connections are shared by every client connection, a transaction at a
+    time, so what a session leaves on a connection (LISTEN, a prepared statement, a
+    session's advisory lock) is not there for that session's next transaction.
+    """
+
+    def __init__(self, postgres: PostgresServer) -> None:
+        self.port = free_port()
+        config = postgres.folder / "pgbouncer.ini"
+        config.write_text(f"""[databases]
+* = host=127.0.0.1 port={postgres.port} user={USER}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = 3
+logfile = {postgres.folder / "pgbouncer.log"}
+""")
+        self._process = subprocess.Popen(as_postgres([str(PGBOUNCER), str(config)]),
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"PgBouncer did not start; see {postgres.folder / 'pgbouncer.log'}") from None
+                time.sleep(0.05)
+
+    def url(self, direct: str) -> str:
+        """The URL of a database through PgBouncer, given its direct URL."""
+        parts = urlsplit(direct)
+        return parts._replace(netloc=f"{parts.username}@127.0.0.1:{self.port}").geturl()
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)

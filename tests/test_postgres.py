@@ -120,6 +120,36 @@ async def test_a_database_that_stops_answering_answers_try_again_within_the_quer
     assert [m["content"] for m in history] == ["before", *received]
 
 
+async def test_processes_behind_pgbouncer_in_transaction_mode_share_every_room(make_client, postgres, pgbouncer):
+    # With notifications off (PgBouncer cannot carry LISTEN), two processes (two apps here) migrate the
+    # database and share a room through the one-second poll, with statements that each of PgBouncer's
+    # three server connections may run for any of the two pools' connections.
+    url = pgbouncer.url(postgres.new_database())
+    first, second = [await make_client(database_url=url, database_notifications=False) for _ in range(2)]
+    ann, bob = await create_user(first, "ann"), await create_user(second, "bob")
+    room = await create_room(first)
+    sockets = [await connect(first, room["id"], ann["id"]), await connect(second, room["id"], bob["id"])]
+    for number in range(15):
+        for ws in sockets:
+            await ws.send_json({"content": f"{number}"})
+
+    async def read_meanwhile(client):
+        for _ in range(15):
+            assert (await client.get(f"/rooms/{room['id']}/messages")).status == 200
+            assert (await client.get(f"/users/{ann['id']}")).status == 200
+
+    await asyncio.gather(read_meanwhile(first), read_meanwhile(second))
+    for ws in sockets:
+        seqs = []
+        while len(seqs) < 30:
+            frame = await receive(ws)
+            if frame["type"] == "message":
+                seqs.append(frame["seq"])
+        assert seqs == list(range(1, 31))
+    history = await (await second.get(f"/rooms/{room['id']}/messages")).json()
+    assert [m["seq"] for m in history] == list(range(1, 31))
+
+
 async def test_a_room_followed_again_is_woken_by_its_notices_not_by_the_poll(postgres):
     # Two stores on one database, as two processes would have. The reader lets its room go and follows
     # it again (before and after it stopped listening to the room's channel): each time, a message the
