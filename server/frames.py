@@ -36,6 +36,7 @@ class Stored(NamedTuple):
 
 
 def stored(message: dict[str, Any]) -> Stored:
+    """A committed message (a dict with its seq) as a store announces it."""
     return Stored(message["room_id"], message["seq"], _encode_json(message).encode())
 
 

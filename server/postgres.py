@@ -269,8 +269,8 @@ class PostgresStore:
                 try:
                     async with self._connection() as conn:
                         while True:
-                            stored = await self._store_group(conn, [message for message, _ in group])
-                            self._settle(group, stored)
+                            committed = await self._store_group(conn, [message for message, _ in group])
+                            self._settle(group, committed)
                             if not self._queued:
                                 break
                             group = self._next_group()
@@ -288,10 +288,11 @@ class PostgresStore:
         group, self._queued = self._queued[:MAX_GROUP], self._queued[MAX_GROUP:]
         return group
 
-    def _settle(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]], stored: list[frames.Stored]) -> None:
+    def _settle(self, group: list[tuple[dict[str, Any], asyncio.Future[None]]],
+                committed: list[frames.Stored]) -> None:
         """Deliver a committed group here, in seq order and in one go (one write per socket), before
         its writers hear back."""
-        self._announce([message for message in stored if self._take_if_next(message.room_id, message.seq)])
+        self._announce([message for message in committed if self._take_if_next(message.room_id, message.seq)])
         for message, stored in group:
             if stored.done():
                 continue  # its socket went away meanwhile
@@ -311,14 +312,14 @@ class PostgresStore:
                                 [_carries(room_id, text) for room_id, text in zip(by_room, lines)],
                                 [messages_channel(room_id) for room_id in by_room])
         next_seq = {room_id: last_seq - len(by_room[room_id]) + 1 for room_id, last_seq, _ in rows}
-        stored = []
+        committed = []
         for message, item in zip(messages, items):
             seq = next_seq.get(message["room_id"])
             if seq is not None:
                 message["seq"] = seq
                 next_seq[message["room_id"]] = seq + 1
-                stored.append(frames.Stored(message["room_id"], seq, frames.numbered(item, seq)))
-        return stored
+                committed.append(frames.Stored(message["room_id"], seq, frames.numbered(item, seq)))
+        return committed
 
     # Following rooms: every process delivers every message of the rooms it follows -------
 
@@ -473,8 +474,8 @@ class PostgresStore:
         ready = []
         for notice in notices:
             head, _, carried = notice.partition("\n")
-            seq, _, room_id = head.partition(" ")
-            last, delivered = int(seq), self._delivered.get(room_id)
+            last_seq, _, room_id = head.partition(" ")
+            last, delivered = int(last_seq), self._delivered.get(room_id)
             if delivered is None or last <= delivered:
                 continue  # not followed here, or delivered already (stored here, or read)
             items = carried.split("\n") if carried else []
