@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     except sqlite3.Error as exc:
         log.error("Cannot start: cannot use the database %s: %s", config.db_path, exc)
         return 1
-    except (DatabaseInUse, MigrationError, StoreUnavailable, OSError) as exc:
+    except DatabaseInUse as exc:
+        # Retrying cannot help while the other server runs: exit as for a bad setting (see deploy/).
+        log.error("Cannot start: %s", exc)
+        return 2
+    except (MigrationError, StoreUnavailable, OSError) as exc:
         log.error("Cannot start: %s", exc)
         return 1
     log.info("Stopped")
