@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -77,3 +78,14 @@ async def send_and_receive(ws: Any, content: str) -> dict[str, Any]:
         frame = await receive(ws)
         if frame.get("type") == "message" and frame["content"] == content.strip():
             return frame
+
+
+async def metrics_once_stored(client: TestClient, messages: int) -> str:
+    """The /metrics text once it counts `messages` stored. On PostgreSQL a message's echo can come
+    through its commit's notification a moment before its writer hears that the commit is done."""
+    for _ in range(50):
+        text = await (await client.get("/metrics")).text()
+        if f"chat_messages_stored_total {messages:.1f}" in text:
+            break
+        await asyncio.sleep(0.1)
+    return text

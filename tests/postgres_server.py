@@ -7,15 +7,14 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from server_process import free_port
+from bench.procstat import process_tree
+from server_process import free_port, wait_for_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
@@ -77,7 +76,7 @@ class PostgresServer:
     def paused(self) -> Iterator[None]:
         """Stop the server and its backends (SIGSTOP) and go on afterwards: a database that stops answering
         without closing its connections, as across a network partition or from a VM paused."""
-        processes = [self.pid(), *_children(self.pid())]
+        processes = process_tree(self.pid())
         for pid in processes:
             os.kill(pid, signal.SIGSTOP)
         try:
@@ -110,18 +109,6 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            # /proc/PID/stat: "PID (NAME) STATE PPID ...", and NAME may hold spaces and parentheses.
-            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == parent:
-                found.append(int(entry.name))
-        except OSError:
-            pass  # it ended meanwhile
-    return found
-
-
 class PgBouncer:
     """PgBouncer in transaction mode in front of a PostgresServer, as a deployment may put it.
 
@@ -146,16 +133,11 @@ logfile = {postgres.folder / "pgbouncer.log"}
 """)
         self._process = subprocess.Popen(as_postgres([str(PGBOUNCER), str(config)]),
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or self._process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"PgBouncer did not start; see {postgres.folder / 'pgbouncer.log'}") from None
-                time.sleep(0.05)
+        try:
+            wait_for_port(self.port, self._process, f"PgBouncer (see {postgres.folder / 'pgbouncer.log'})")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def url(self, direct: str) -> str:
         """The URL of a database through PgBouncer, given its direct URL."""

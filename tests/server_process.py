@@ -26,6 +26,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_port(port: int, process: subprocess.Popen, name: str, seconds: float = 10) -> None:
+    """Wait until a program just started (nginx, PgBouncer) accepts connections on the loopback port."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} not listening on {port} within {seconds} s")
+
+
 class ServerProcess:
     """A server on a free port with its own database and log; stop() sends SIGTERM as an operator would."""
 

@@ -14,7 +14,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import aiohttp
 import pytest
 
 from postgres_server import PostgresServer
-from server_process import ServerProcess, free_port
+from server_process import ServerProcess, free_port, wait_for_port
 from test_tools import DOCTOR, REPO, SMOKE, StartServer, run_tool, statuses
 
 SITE = REPO / "deploy" / "nginx.conf"
@@ -124,19 +123,6 @@ def make_certificate(workdir: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nginx not listening on {port} within {seconds} s")
-
-
 @dataclass
 class Proxy:
     https_url: str
@@ -168,7 +154,7 @@ def start_nginx(tmp_path: Path) -> Iterator[StartNginx]:
         process = subprocess.Popen([*base, "-g", "daemon off;"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started.append(process)
-        wait_for_port(ports.https, process)
+        wait_for_port(ports.https, process, "nginx")
         return Proxy(f"https://127.0.0.1:{ports.https}", f"http://127.0.0.1:{ports.http}", cert,
                      workdir / "chat-access.log")
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from helpers import assert_error, connect, create_room, create_user, receive, send_and_receive
+from helpers import assert_error, connect, create_room, create_user, metrics_once_stored, receive, send_and_receive
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -293,13 +293,7 @@ async def test_metrics_are_prometheus_text(client):
     room = await create_room(client)
     ws = await connect(client, room["id"], user["id"])
     await send_and_receive(ws, "counted")
-    # On PostgreSQL the echo can come through the commit's notification a moment before the
-    # writer hears that its commit is done, and counts it: a scrape may trail by that moment.
-    for _ in range(20):
-        text = await (await client.get("/metrics")).text()
-        if "chat_messages_stored_total 1.0" in text:
-            break
-        await asyncio.sleep(0.1)
+    text = await metrics_once_stored(client, 1)
     assert "chat_open_sockets 1.0" in text
     assert "chat_active_rooms 1.0" in text
     assert "chat_messages_stored_total 1.0" in text
