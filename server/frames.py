@@ -50,13 +50,18 @@ def numbered(item: str, seq: int) -> bytes:
 
 
 def message_frame(item: bytes) -> bytes:
-    """A message's socket frame: its history item with its type first, '{"type":"message","id":...}'."""
-    return _frame(b'{"type":"message",' + item[1:])
+    """A message's socket frame, from its history item."""
+    return _frame(_typed(item))
 
 
 def message_payload(message: dict[str, Any]) -> bytes:
     """A stored message's frame without the WebSocket header, for aiohttp's send_frame."""
-    return ('{"type":"message",' + _encode_json(message)[1:]).encode()
+    return _typed(_encode_json(message).encode())
+
+
+def _typed(item: bytes) -> bytes:
+    # The frame is the history item with its type first: '{"id":...}' -> '{"type":"message","id":...}'.
+    return b'{"type":"message",' + item[1:]
 
 
 def payload_of(frame: bytes) -> bytes:
