@@ -101,6 +101,14 @@ class DatabaseBusy(StoreUnavailable):
         super().__init__("The database is locked by another program; try again", "Database busy, try again")
 
 
+class MessageNotStored(StoreUnavailable):
+    """The database refused to store a chat message (a constraint, say): a bug, not its writer's.
+    Either store says so this way, so that the socket answers with its error frame and goes on."""
+
+    def __init__(self) -> None:
+        super().__init__("The message could not be stored")
+
+
 class DiskFull(StoreUnavailable):
     """SQLite could not grow the database or its WAL: the disk (or a quota) is full."""
 
@@ -245,7 +253,10 @@ class Database:
         """Store a chat message; it is committed, with its `seq`, when this returns."""
         message = {"id": str(uuid.uuid4()), "seq": 0, "room_id": room_id, "user_id": user_id,
                    "username": username, "content": content, "timestamp": utc_now()}
-        await self._write(INSERT_MESSAGE, (), message)
+        try:
+            await self._write(INSERT_MESSAGE, (), message)
+        except sqlite3.Error as exc:  # logged where the run of rows failed (_commit_queue)
+            raise MessageNotStored() from exc
         return message
 
     def _write(self, sql: str, params: tuple[Any, ...], message: dict[str, Any] | None = None) -> asyncio.Future[None]:

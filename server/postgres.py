@@ -35,7 +35,9 @@ import asyncpg
 from . import frames
 from .clock import utc_now
 from .config import PROCESS_NAME, redact
-from .db import MIGRATIONS_DIR, MigrationError, StoreUnavailable, hash_token, migration_files, storable
+from .db import (
+    MIGRATIONS_DIR, MessageNotStored, MigrationError, StoreUnavailable, hash_token, migration_files, storable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +277,9 @@ class PostgresStore:
                                 break
                             group = self._next_group()
                 except Exception as exc:
-                    if isinstance(exc, asyncpg.PostgresError):  # refused (a constraint, say): a bug, not the writers'
+                    if isinstance(exc, asyncpg.PostgresError):
                         log.error("Could not store %d messages: %s", len(group), exc)
-                        exc = StoreUnavailable("The messages could not be stored")
+                        exc = MessageNotStored()
                     for _, stored in group:
                         if not stored.done():
                             stored.set_exception(exc)

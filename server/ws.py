@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -278,7 +277,7 @@ async def receive_messages(ws: web.WebSocketResponse, hub: Hub, db: Database, co
             continue
         try:
             await db.add_message(peer.room_id, peer.user_id, peer.username, content)
-        except (StoreUnavailable, sqlite3.Error):
+        except StoreUnavailable:
             hub.send(peer, frames.error("The message could not be stored; please send it again"))
             continue
         metrics.messages_stored.inc()
